@@ -1,0 +1,79 @@
+"""`python -m app migrate | serve ROLE | dispatcher`: the entry points systemd units run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.config import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = "/etc/mipo/mipo.toml"
+HTTP_ROLES = ("manager", "ingest", "backup")
+
+
+def _serve(settings: Settings, role: str) -> int:
+    import importlib
+
+    import uvicorn
+
+    module = importlib.import_module(f"app.roles.{role}.app")
+    listen = {"manager": settings.manager, "ingest": settings.ingest, "backup": settings.backup_api}[role]
+    uvicorn.run(
+        module.create_app(settings),
+        host=listen.host,
+        port=listen.port,
+        proxy_headers=False,  # forwarded headers are interpreted by the app, trusting only Traefik
+        server_header=False,
+        log_level="info",
+        access_log=False,  # Traefik keeps the access log (without secrets)
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="mipo runtime entry points")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the migrations of the three databases (idempotent)")
+    serve = sub.add_parser("serve", help="run an HTTP role")
+    serve.add_argument("role", choices=HTTP_ROLES)
+    sub.add_parser("dispatcher", help="run the dispatcher (single instance; standby while another runs)")
+    sub.add_parser("check-config", help="validate the settings file and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"mipo: config error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "check-config":
+        print(f"{args.config}: ok")
+        return 0
+    if args.command == "migrate":
+        from app.db.migrate import MigrationError, migrate_all
+
+        try:
+            for report in migrate_all(settings):
+                print(report.line())
+        except (MigrationError, OSError) as exc:
+            print(f"mipo: migrate failed: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # psycopg connection errors: one line, not a traceback
+            print(f"mipo: migrate failed: {type(exc).__name__}: {exc}".strip(), file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "serve":
+        return _serve(settings, args.role)
+    if args.command == "dispatcher":
+        from app.roles.dispatcher.main import main as dispatcher_main
+
+        return dispatcher_main(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The three databases: connection settings, pools and migrations."""

@@ -1,0 +1,1 @@
+"""Domain packages (schemas, service, repository) shared by every role."""

@@ -1,0 +1,1 @@
+"""One package per role; each lists exactly its routes or its loop."""

@@ -1,0 +1,1 @@
+"""The operator side: the `mipo` CLI, the Debian 13 image and the local lab."""
