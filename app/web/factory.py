@@ -15,6 +15,7 @@ from litestar.types import ControllerRouterHandler
 from app import __version__
 from app.config import DatabaseName, Settings
 from app.db.connect import Pools, open_pools
+from app.web.deps import TRANSACTION_DEPENDENCIES
 from app.web.health import health
 from app.web.problems import EXCEPTION_HANDLERS
 
@@ -46,6 +47,7 @@ def build_role_app(
         "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
         "pools": Provide(lambda: pools, use_cache=True, sync_to_thread=False),
         "role": Provide(lambda: role, use_cache=True, sync_to_thread=False),
+        **TRANSACTION_DEPENDENCIES,
         **(extra_dependencies or {}),
     }
     openapi_config = (

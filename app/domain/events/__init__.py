@@ -1,0 +1,1 @@
+"""Events: stalls, recoveries, changes and failures an operator should see."""
