@@ -1,0 +1,13 @@
+"""The admin API: one module per noun, each exporting ROUTES (paths relative to `/api`).
+
+The manager mounts API_ROUTES under `/api` behind authentication and role guards
+(GET: viewer; unsafe methods: operator; handlers with `opt={"min_role": "admin"}`: admin).
+Handlers get the acting user's name as the `actor: str` dependency for the audit log.
+"""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+API_ROUTES: list[ControllerRouterHandler] = []
+# One line per noun module, e.g.:  from app.roles.manager.api import subnets; API_ROUTES += subnets.ROUTES
