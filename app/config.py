@@ -135,6 +135,10 @@ class Session(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     absolute_hours: Annotated[int, msgspec.Meta(ge=1)] = 12
     # False only for plain-HTTP tests on loopback; `__Host-` cookies require Secure.
     secure_cookies: bool = True
+    # Login throttling: failed attempts counted over a sliding window, per account and per client address.
+    login_window_minutes: Annotated[int, msgspec.Meta(ge=1)] = 15
+    max_failures_per_account: Annotated[int, msgspec.Meta(ge=1)] = 5
+    max_failures_per_address: Annotated[int, msgspec.Meta(ge=1)] = 20
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

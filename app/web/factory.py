@@ -56,7 +56,7 @@ def build_role_app(
         else None
     )
     logging.getLogger("mipo").setLevel(logging.INFO)
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, *route_handlers],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -64,3 +64,6 @@ def build_role_app(
         openapi_config=openapi_config,
         **kwargs,
     )
+    # Guards and middleware cannot take dependencies; they reach the pools through app state.
+    app.state.pools = pools
+    return app

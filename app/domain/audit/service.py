@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 GENESIS = b"\x00" * 32
 # Serialises appends so the chain never forks; transaction-scoped, released at commit.
@@ -79,3 +80,27 @@ async def verify(conn: AsyncConnection) -> AuditVerification:
                 breaks.append(AuditBreak(rid, "record content does not match its hash"))
             prev = bytes(digest)
     return AuditVerification(rows_checked=checked, ok=not breaks, breaks=breaks)
+
+
+class AuditRecord(msgspec.Struct):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str | None
+    before: Any
+    after: Any
+
+
+async def list_records(conn: AsyncConnection, *, actor: str | None = None, object_type: str | None = None,
+                       limit: int = 50, before_id: int | None = None) -> list[AuditRecord]:
+    """Newest first; `before_id` pages backwards."""
+    async with conn.cursor(row_factory=class_row(AuditRecord)) as cur:
+        await cur.execute(
+            "SELECT id, at, actor, action, object_type, object_id, before, after FROM audit_log"
+            " WHERE (%(a)s::text IS NULL OR actor = %(a)s) AND (%(t)s::text IS NULL OR object_type = %(t)s)"
+            " AND (%(b)s::bigint IS NULL OR id < %(b)s) ORDER BY id DESC LIMIT %(l)s",
+            {"a": actor, "t": object_type, "b": before_id, "l": limit},
+        )
+        return await cur.fetchall()

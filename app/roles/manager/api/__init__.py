@@ -11,3 +11,7 @@ from litestar.types import ControllerRouterHandler
 
 API_ROUTES: list[ControllerRouterHandler] = []
 # One line per noun module, e.g.:  from app.roles.manager.api import subnets; API_ROUTES += subnets.ROUTES
+from app.roles.manager.api import auth; API_ROUTES += auth.ROUTES  # noqa: E402, E702, I001
+from app.roles.manager.api import users; API_ROUTES += users.ROUTES  # noqa: E402, E702, I001
+from app.roles.manager.api import audit; API_ROUTES += audit.ROUTES  # noqa: E402, E702, I001
+from app.roles.manager.api import health; API_ROUTES += health.ROUTES  # noqa: E402, E702, I001

@@ -1,0 +1,1 @@
+"""The state of every mipo service as the manager can see it."""

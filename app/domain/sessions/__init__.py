@@ -1,0 +1,1 @@
+"""Server-side login sessions, CSRF tokens and login throttling."""

@@ -1,0 +1,1 @@
+"""People who log in to the manager, their roles and passwords."""

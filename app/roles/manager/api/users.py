@@ -1,0 +1,55 @@
+"""`/api/users`: user management (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import delete, get, patch, post
+from litestar.params import Parameter
+from psycopg import AsyncConnection
+
+from app.domain.users import service
+from app.domain.users.schemas import UserCreate, UserRead, UserUpdate
+
+ADMIN = {"min_role": "admin"}
+
+
+class UserPage(msgspec.Struct):
+    items: list[UserRead]
+    total: int
+    limit: int
+    offset: int
+
+
+@get("/users", opt=ADMIN)
+async def list_users(config_conn: AsyncConnection, q: str | None = None,
+                     limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+                     offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0) -> UserPage:
+    items, total = await service.list_users(config_conn, query=q, limit=limit, offset=offset)
+    return UserPage(items, total, limit, offset)
+
+
+@post("/users", opt=ADMIN)
+async def create_user(data: UserCreate, config_conn: AsyncConnection, actor: str) -> UserRead:
+    return await service.create_user(config_conn, actor, data)
+
+
+@get("/users/{user_id:int}", opt=ADMIN)
+async def get_user(user_id: Annotated[int, Parameter(ge=1, le=2**62)], config_conn: AsyncConnection) -> UserRead:
+    return await service.get_user(config_conn, user_id)
+
+
+@patch("/users/{user_id:int}", opt=ADMIN)
+async def update_user(user_id: Annotated[int, Parameter(ge=1, le=2**62)], data: UserUpdate,
+                      config_conn: AsyncConnection, actor: str) -> UserRead:
+    return await service.update_user(config_conn, actor, user_id, data)
+
+
+@delete("/users/{user_id:int}", opt=ADMIN)
+async def delete_user(user_id: Annotated[int, Parameter(ge=1, le=2**62)], config_conn: AsyncConnection,
+                      actor: str) -> None:
+    await service.delete_user(config_conn, actor, user_id)
+
+
+ROUTES = [list_users, create_user, get_user, update_user, delete_user]
