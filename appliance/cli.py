@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.lab.commands import add_lab_parser
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run every test tier (installs what is missing)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest")
     test.set_defaults(func=cmd_test)
+    add_lab_parser(sub)
     return parser
 
 
