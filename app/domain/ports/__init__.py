@@ -1,0 +1,1 @@
+"""TCP port specifications: parsing, the built-in catalog, compact formatting."""

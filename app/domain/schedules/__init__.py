@@ -1,0 +1,1 @@
+"""Schedules: 5-field cron with presets in an IANA time zone, jitter, and their persistence."""

@@ -1,0 +1,1 @@
+"""Scan targets as interval sets of integer addresses: never one object per address."""
