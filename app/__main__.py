@@ -1,4 +1,4 @@
-"""`python -m app migrate | serve ROLE | dispatcher`: the entry points systemd units run."""
+"""`python -m app migrate | serve ROLE | dispatcher | create-admin`: the entry points units and the deploy run."""
 
 from __future__ import annotations
 
@@ -32,6 +32,42 @@ def _serve(settings: Settings, role: str) -> int:
     return 0
 
 
+def _create_admin(settings: Settings, username: str, password_file: str) -> int:
+    import asyncio
+
+    import psycopg
+
+    from app.db.connect import conninfo
+    from app.domain.users.service import ensure_admin
+    from app.errors import DomainError
+
+    try:
+        with open(password_file) as f:
+            password = f.read().rstrip("\n")
+    except OSError as exc:
+        print(f"mipo: create-admin: cannot read {password_file}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    async def run() -> bool:
+        async with await psycopg.AsyncConnection.connect(conninfo(settings, "config")) as conn:
+            async with conn.transaction():
+                return await ensure_admin(conn, "deploy", username, password)
+
+    try:
+        created = asyncio.run(run())
+    except DomainError as exc:
+        print(f"mipo: create-admin: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"mipo: create-admin failed: {type(exc).__name__}: {exc}".strip(), file=sys.stderr)
+        return 1
+    if created:
+        print(f"created admin {username!r}; the password must be changed at first login")
+    else:
+        print(f"user {username!r} already exists; left unchanged")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="mipo runtime entry points")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
@@ -41,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("role", choices=HTTP_ROLES)
     sub.add_parser("dispatcher", help="run the dispatcher (single instance; standby while another runs)")
     sub.add_parser("check-config", help="validate the settings file and exit")
+    admin = sub.add_parser("create-admin", help="create the first admin unless it exists (password change forced)")
+    admin.add_argument("--username", default="admin")
+    admin.add_argument("--password-file", required=True, help="file holding the initial password (root-only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -68,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         return _serve(settings, args.role)
+    if args.command == "create-admin":
+        return _create_admin(settings, args.username, args.password_file)
     if args.command == "dispatcher":
         from app.roles.dispatcher.main import main as dispatcher_main
 

@@ -6,7 +6,7 @@ import contextlib
 import subprocess
 import sys
 import time
-import tomllib  # noqa: F401  (documents that the file written below is TOML)
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,10 +50,13 @@ def write_toml(data: dict[str, object], path: Path) -> Path:
 def serve_role(config: Path, role: str, credentials: Path, log: Path) -> Iterator[str]:
     """Start `python -m app serve ROLE`, wait until it answers, yield its base URL, stop it."""
     port = free_port()
-    text = config.read_text()
     section = {"manager": "manager", "ingest": "ingest", "backup": "backup_api"}[role]
     patched = config.with_name(f"{config.stem}-{role}-{port}.toml")
-    patched.write_text(text + f'\n[{section}]\nlisten = "127.0.0.1:{port}"\n')
+    # Parsed and rewritten (not appended) so a config that already has the role's table keeps its other keys.
+    data = tomllib.loads(config.read_text())
+    table = data.setdefault(section, {})
+    table["listen"] = f"127.0.0.1:{port}"
+    write_toml(data, patched)
     env = {"CREDENTIALS_DIRECTORY": str(credentials), "PATH": "/usr/bin:/bin"}
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(patched), "serve", role],

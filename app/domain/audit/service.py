@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -33,7 +33,8 @@ def _canonical(value: Any) -> str:
 
 def record_hash(prev: bytes, at: datetime, actor: str, action: str, object_type: str,
                 object_id: str | None, before: Any, after: Any) -> bytes:
-    body = _canonical([at.isoformat(), actor, action, object_type, object_id, before, after])
+    # In UTC: the session TimeZone of the verifying connection must not change what is hashed.
+    body = _canonical([at.astimezone(UTC).isoformat(), actor, action, object_type, object_id, before, after])
     return hashlib.sha256(prev + body.encode()).digest()
 
 

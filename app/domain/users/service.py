@@ -95,3 +95,13 @@ async def change_own_password(conn: AsyncConnection, user_id: int, data: Passwor
     await sessions.delete_for_user(conn, user_id, except_hash=keep_session_hash)
     await record(conn, user.username, "change_password", "user", user_id, None, {"username": user.username})
     return await get_user(conn, user_id)
+
+
+async def ensure_admin(conn: AsyncConnection, actor: str, username: str, password: str) -> bool:
+    """Create the first admin (temporary password, changed at first login) unless the name exists; True if made."""
+    check_policy(password, username=username)
+    new_id = await repo.insert_user(conn, username, await hash_password(password), "admin", True)
+    if new_id is None:
+        return False
+    await record(conn, actor, "create", "user", new_id, None, _public(await get_user(conn, new_id)))
+    return True
