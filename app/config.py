@@ -89,6 +89,9 @@ class ScannerTimings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     claim_long_poll: Seconds = 25.0
     lease_seconds: Seconds = 300.0
     enrolment_token_ttl: Seconds = 3600.0
+    # PEM file of the appliance CA that signed the edge certificate: embedded in install commands and
+    # install.sh so scanners pin it; empty only for plain-HTTP tests on loopback.
+    ca_file: str = ""
 
     def __post_init__(self) -> None:
         if self.offline_after <= self.heartbeat_interval:
@@ -141,6 +144,20 @@ class Session(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_failures_per_address: Annotated[int, msgspec.Meta(ge=1)] = 20
 
 
+class Dispatcher(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Dispatcher loop intervals and the reconciler's thresholds (tests shorten them)."""
+
+    tick_seconds: Seconds = 5.0             # how often the leader plans, reconciles and finalises
+    standby_poll_seconds: Seconds = 5.0     # how often a standby tries to take the lock
+    job_target_seconds: Seconds = 300.0     # batches are sized so one job lasts about this long
+    missed_run_after_seconds: Seconds = 300.0  # later than due + jitter + this: a missed run, not a late one
+    stuck_pending_seconds: Seconds = 900.0
+    no_heartbeat_seconds: Seconds = 240.0
+    stuck_running_factor: Annotated[float, msgspec.Meta(gt=1)] = 3.0
+    expired_seconds: Seconds = 86400.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Everything a mipo process needs; one file shared by all roles of an appliance."""
 
@@ -149,6 +166,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ingest: Listen = Listen(listen="127.0.0.1:8002")
     backup_api: Listen = Listen(listen="127.0.0.1:8003")
     scanner: ScannerTimings = ScannerTimings()
+    dispatcher: Dispatcher = Dispatcher()
     scope: Scope = Scope()
     retention: Retention = Retention()
     backup: Backup = Backup()
