@@ -1,0 +1,1 @@
+"""Result ingest: batch decoding, certificate parsing, the ledger + COPY write path, coverage."""

@@ -1,0 +1,1 @@
+"""Jobs as the scanner sees them: claims with fencing leases, progress, completion."""

@@ -1,0 +1,55 @@
+"""Lease rules: a call is accepted only from the job's scanner, while it runs, under its current token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from app.domain.ingest import repository as ingest_repo
+from app.domain.jobs import repository as repo
+from app.domain.jobs.notify import JobNotifier
+from app.domain.jobs.schemas import ClaimedJob
+from app.errors import Conflict
+
+
+async def locked_lease(conn: AsyncConnection, job_id: int, scanner_id: int, lease_token: int,
+                       *, allow_finished: bool = False) -> dict[str, Any]:
+    """The locked job row when (job, scanner, token) hold the lease; else 409 stale_lease."""
+    job = await repo.lock_job(conn, job_id)
+    if job is None or job["scanner_id"] != scanner_id or job["lease_token"] != lease_token:
+        raise Conflict(f"job {job_id}: lease {lease_token} is not current", reason="stale_lease")
+    if job["status"] != "running" and not (allow_finished and job["status"] in ("completed", "failed")):
+        raise Conflict(f"job {job_id} is {job['status']}, not running", reason="stale_lease")
+    return job
+
+
+async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, notifier: JobNotifier,
+                     scanner_id: int, max_jobs: int, wait: float, lease_seconds: float) -> list[ClaimedJob]:
+    """Claim now, or wait for this scanner's NOTIFY (re-checking every few seconds in case one was missed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with notifier.subscription(scanner_id) as woken:
+        while True:
+            woken.clear()
+            async with jobs.connection() as conn, conn.transaction():
+                rows = await repo.claim(conn, scanner_id, max_jobs, lease_seconds)
+            if rows:
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(remaining, 5.0))
+    claimed = []
+    async with results.connection() as rconn:
+        for r in rows:
+            # After the lease bump committed: any older-lease batch has either committed or will be refused.
+            first_seq = await ingest_repo.next_batch_seq(rconn, r["id"])
+            claimed.append(ClaimedJob(job_id=r["id"], run_id=r["run_id"], lease_token=r["lease_token"],
+                                      targets=r["targets"], ports=r["ports"], options=r["options"] or {},
+                                      cost=r["cost"], attempt=r["attempts"], first_batch_seq=first_seq))
+    return claimed

@@ -1,0 +1,1 @@
+"""Scanners: enrolment tokens, API keys, heartbeats and online status."""

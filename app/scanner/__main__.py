@@ -1,0 +1,114 @@
+"""`agent.pyz enrol | run | scan | version`: the scanner agent's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from . import VERSION
+from .agent import FATAL_EXIT, Agent, Fatal
+from .client import ApiRefused, Client, TransportError
+from .engine import ConnectScanner
+from .ports import iter_addresses, iter_ports, outside_scope, parse_ports, parse_targets
+from .settings import DEFAULT_CONFIG, host_id, load, read_key, write_key
+
+
+def _read_token(source: str | None) -> str:
+    """Never from argv (shell history, `ps`): a file, stdin (`-`), or a prompt on the terminal."""
+    if source == "-":
+        token = sys.stdin.readline()
+    elif source:
+        with open(source) as fh:
+            token = fh.readline()
+    else:
+        token = getpass.getpass("Enrolment token: ")
+    token = token.strip()
+    if not token:
+        raise SystemExit("mipo-scanner: empty enrolment token")
+    return token
+
+
+def enrol(config: str, token_source: str | None) -> int:
+    settings = load(config)
+    token = _read_token(token_source)
+    client = Client(settings.server_url, settings.ca_file)
+    body = {"token": token, "host_id": host_id(settings.machine_id_file), "hostname": socket.gethostname(),
+            "version": VERSION}
+    try:
+        answer = client.call("POST", "/scanner/v1/enrol", body)
+    except ApiRefused as exc:
+        print(f"mipo-scanner: enrolment refused: {exc.reason} ({exc.body.get('detail', '')})", file=sys.stderr)
+        return 1
+    except TransportError as exc:
+        print(f"mipo-scanner: cannot reach {settings.server_url}: {exc}", file=sys.stderr)
+        return 1
+    write_key(settings.key_file, answer["key"])
+    print(f"enrolled as scanner {answer['scanner_name']} (id {answer['scanner_id']}); key in {settings.key_file}")
+    return 0
+
+
+def run(config: str) -> int:
+    settings = load(config)
+    agent = Agent(settings, read_key(settings.key_file))
+    try:
+        asyncio.run(agent.run())
+    except Fatal as exc:
+        logging.getLogger("mipo-scanner").error("%s", exc)
+        return FATAL_EXIT
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def scan(args: argparse.Namespace) -> int:
+    """A local scan without the appliance (benchmarks, troubleshooting); the scope is still enforced."""
+    ranges = parse_targets([t.split("-", 1) if "-" in t else [t, t] for t in args.targets])
+    bad = outside_scope(ranges, args.scope)
+    if bad:
+        print(f"mipo-scanner: refused, outside --scope: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    ports = parse_ports(args.ports)
+    found: list[tuple[str, int]] = []
+    engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
+    probes = ((ip, p) for ip in iter_addresses(ranges) for p in iter_ports(ports))
+    stats = asyncio.run(engine.run(probes, lambda o: found.append((o.ip, o.port))))
+    print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "closed": stats.closed,
+                      "filtered": stats.filtered, "errors": stats.errors, "seconds": stats.seconds}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mipo-scanner", description="mipo scanner agent")
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_enrol = sub.add_parser("enrol", help="exchange a one-time enrolment token for this host's API key")
+    p_enrol.add_argument("--token-file", help="file holding the token, or - for stdin (default: prompt)")
+    sub.add_parser("run", help="heartbeat, claim jobs, scan, stream results")
+    sub.add_parser("version")
+    p_scan = sub.add_parser("scan", help="scan locally and print open ports as JSON (no appliance)")
+    p_scan.add_argument("--targets", nargs="+", required=True, help="ADDR or FIRST-LAST")
+    p_scan.add_argument("--ports", required=True)
+    p_scan.add_argument("--scope", nargs="+", required=True, help="authorised networks")
+    p_scan.add_argument("--rate", type=float, default=20000)
+    p_scan.add_argument("--concurrency", type=int, default=2000)
+    p_scan.add_argument("--timeout-ms", type=int, default=1000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "version":
+        print(VERSION)
+        return 0
+    if args.command == "enrol":
+        return enrol(args.config, args.token_file)
+    if args.command == "run":
+        return run(args.config)
+    return scan(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The agent's life: heartbeats, long-poll claims, scanning a job into the spool, and draining the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import random
+from typing import Any
+
+from . import VERSION
+from .client import ApiRefused, Client, TransportError
+from .engine import ConnectScanner, OpenPort
+from .ports import iter_addresses, iter_ports, outside_scope, parse_ports, parse_targets
+from .probes import ServiceInfo, identify
+from .settings import AgentSettings
+from .spool import Spool
+
+log = logging.getLogger("mipo-scanner")
+
+# Refusals that no retry can fix: stop and let an operator re-enrol (systemd does not restart on exit 3).
+FATAL_REASONS = {"unknown_key", "revoked_key", "scanner_disabled", "address_not_allowed"}
+FATAL_EXIT = 3
+
+
+class Fatal(Exception):
+    pass
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, key: str) -> None:
+        self.settings = settings
+        self.key = key
+        self.spool = Spool(settings.spool_dir)
+        self.heartbeat_interval = 60.0
+        self.scope: list[str] = []
+        self.rate_limit = 1000
+        self.concurrency = 500
+        self.running_jobs = 0
+        self.lease_seconds = 300.0
+
+    def _client(self) -> Client:
+        return Client(self.settings.server_url, self.settings.ca_file, self.key)
+
+    def _apply(self, answer: dict[str, Any]) -> None:
+        """Heartbeat and claim answers carry the appliance's current limits and authorised scope."""
+        self.heartbeat_interval = float(answer.get("heartbeat_interval", self.heartbeat_interval))
+        self.scope = list(answer.get("scope", self.scope))
+        self.rate_limit = int(answer.get("rate_limit", self.rate_limit))
+        self.concurrency = int(answer.get("concurrency", self.concurrency))
+        self.lease_seconds = float(answer.get("lease_seconds", self.lease_seconds))
+
+    async def run(self) -> None:
+        self._spooled = asyncio.Event()
+        self._hb = self._client()
+        self._claimer = self._client()
+        self._uploader = self._client()
+        self._progress = self._client()
+        await self._heartbeat(first=True)
+        tasks = [asyncio.create_task(c) for c in (self._heartbeat_loop(), self._upload_loop(), self._claim_loop())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _call(self, client: Client, path: str, body: object = None, *, raw: bytes | None = None,
+                    timeout: float = 30.0) -> dict[str, Any]:
+        try:
+            return await asyncio.to_thread(client.call, "POST", path, body, raw=raw, timeout=timeout)
+        except ApiRefused as exc:
+            if exc.reason in FATAL_REASONS:
+                raise Fatal(f"ingest refused this scanner: {exc}") from None
+            raise
+
+    async def _heartbeat(self, first: bool = False) -> None:
+        delay = 1.0
+        while True:
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            try:
+                self._apply(await self._call(self._hb, "/scanner/v1/heartbeat",
+                                             {"version": VERSION, "load": load, "running_jobs": self.running_jobs}))
+                return
+            except (TransportError, ApiRefused) as exc:
+                log.warning("heartbeat failed: %s", exc)
+                if not first:
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self._heartbeat()
+
+    async def _claim_loop(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                answer = await self._call(self._claimer, "/scanner/v1/claim", {"max_jobs": 1, "wait": 25.0},
+                                          timeout=60.0)
+            except (TransportError, ApiRefused) as exc:
+                log.warning("claim failed: %s", exc)
+                await asyncio.sleep(delay + random.random())  # noqa: S311 (jitter, not a secret)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
+            self._apply(answer)
+            for job in answer.get("jobs", []):
+                await self.run_job(job)
+
+    def _spool_complete(self, job_id: int, lease: int, body: dict[str, Any]) -> None:
+        self.spool.put(Spool.complete_name(job_id, lease),
+                       json.dumps({"job_id": job_id, "lease_token": lease, **body}).encode())
+        self._spooled.set()
+
+    async def run_job(self, job: dict[str, Any]) -> None:
+        job_id, lease = int(job["job_id"]), int(job["lease_token"])
+        try:
+            ranges = parse_targets(job["targets"])
+            ports = parse_ports(job["ports"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self._spool_complete(job_id, lease, {"status": "failed", "error_class": "malformed_job",
+                                                 "error": str(exc), "batches": 0})
+            return
+        bad = outside_scope(ranges, self.scope)
+        if bad:
+            # Refused before any socket exists: not a single probe leaves for a target outside scope.
+            log.error("job %s refused: targets outside the authorised scope: %s", job_id, ", ".join(bad[:5]))
+            self._spool_complete(job_id, lease, {"status": "failed", "error_class": "out_of_scope",
+                                                 "error": f"outside the authorised scope: {', '.join(bad[:5])}",
+                                                 "batches": 0})
+            return
+        self.running_jobs += 1
+        try:
+            await self._scan(job, job_id, lease, ranges, ports)
+        finally:
+            self.running_jobs -= 1
+
+    async def _scan(self, job: dict[str, Any], job_id: int, lease: int, ranges: Any, ports: Any) -> None:
+        options = job.get("options") or {}
+        rate = min(int(options.get("rate", self.rate_limit)), self.rate_limit)
+        timeout = float(options.get("timeout_ms", 1000)) / 1000.0
+        want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
+        scanner = ConnectScanner(rate, self.concurrency, timeout)
+        seq = int(job.get("first_batch_seq", 0))
+        batch: list[dict[str, Any]] = []
+        batches = 0
+        enrich_slots = asyncio.Semaphore(64)
+        enriching: set[asyncio.Task[None]] = set()
+        stale = False
+
+        def flush() -> None:
+            nonlocal batch, seq, batches
+            if not batch:
+                return
+            payload = {"job_id": job_id, "batch_seq": seq, "lease_token": lease,
+                       "scanned": scanner.stats.done, "results": batch}
+            self.spool.put(Spool.batch_name(job_id, lease, seq), json.dumps(payload).encode())
+            seq, batches, batch = seq + 1, batches + 1, []
+            self._spooled.set()
+
+        async def enrich(found: OpenPort) -> None:
+            info = ServiceInfo()
+            if want_banner or want_tls:
+                async with enrich_slots:
+                    info = await identify(found.ip, found.port, max(timeout, 1.0), want_banner, want_tls)
+            batch.append({"ip": found.ip, "port": found.port, "at": found.at, "rtt_ms": round(found.rtt_ms, 3),
+                          "banner": info.banner, "service": info.service,
+                          "tls_der": base64.b64encode(info.tls_der).decode() if info.tls_der else None})
+            if len(batch) >= self.settings.batch_size:
+                flush()
+
+        def on_open(found: OpenPort) -> None:
+            task = asyncio.create_task(enrich(found))
+            enriching.add(task)
+            task.add_done_callback(enriching.discard)
+
+        async def ticker() -> None:
+            nonlocal stale
+            last_progress = asyncio.get_running_loop().time()
+            while True:
+                await asyncio.sleep(self.settings.batch_seconds)
+                flush()
+                now = asyncio.get_running_loop().time()
+                if now - last_progress >= min(10.0, self.lease_seconds / 4):
+                    last_progress = now
+                    try:
+                        await self._call(self._progress, "/scanner/v1/progress",
+                                         {"job_id": job_id, "lease_token": lease, "scanned": scanner.stats.done})
+                    except ApiRefused as exc:
+                        if exc.reason == "stale_lease":
+                            log.warning("job %s lease %s superseded: stopping", job_id, lease)
+                            stale = True
+                            scanner.stop()
+                            return
+                    except TransportError as exc:
+                        log.warning("progress failed (results stay spooled): %s", exc)
+
+        probes = ((ip, port) for ip in iter_addresses(ranges) for port in iter_ports(ports))
+        tick = asyncio.create_task(ticker())
+        try:
+            stats = await scanner.run(probes, on_open)
+            while enriching:
+                await asyncio.gather(*list(enriching))
+        finally:
+            tick.cancel()
+        if stale:
+            return
+        flush()
+        log.info("job %s done: %s probes, %s open, %.1f s", job_id, stats.attempts, stats.open, stats.seconds)
+        self._spool_complete(job_id, lease, {"status": "completed", "batches": batches, "scanned": stats.done})
+
+    async def _upload_loop(self) -> None:
+        delay = 0.5
+        while True:
+            files = self.spool.pending()
+            if not files:
+                self._spooled.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spooled.wait(), 5.0)
+                continue
+            for path in files:
+                endpoint = "/scanner/v1/complete" if path.name.endswith("-z-complete.json") else "/scanner/v1/batches"
+                try:
+                    await self._call(self._uploader, endpoint, raw=path.read_bytes(), timeout=120.0)
+                except TransportError as exc:
+                    # Ingest restarting or the link cut: keep the file, back off, resend the same one.
+                    log.warning("upload of %s failed, will retry: %s", path.name, exc)
+                    await asyncio.sleep(delay * (1 + random.random()))  # noqa: S311 (jitter)
+                    delay = min(delay * 2, 15.0)
+                    break
+                except ApiRefused as exc:
+                    delay = 0.5
+                    if exc.status == 409:
+                        log.warning("%s refused (%s): lease superseded, dropping it", path.name, exc.reason)
+                        self.spool.remove(path)
+                    else:
+                        log.error("%s refused (%s): kept in rejected/", path.name, exc)
+                        self.spool.reject(path)
+                    continue
+                delay = 0.5
+                self.spool.remove(path)
