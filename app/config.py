@@ -127,6 +127,19 @@ class Backup(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     keep_days: Annotated[int, msgspec.Meta(ge=1)] = 30
     freshness_hours: Annotated[float, msgspec.Meta(gt=0)] = 26.0
     url: str = "http://127.0.0.1:8003"  # where the manager reaches the backup API
+    # PostgreSQL client tools (same major as the servers) and an optional command prefix for them
+    # (tests run the Debian 13 image's tools through systemd-nspawn; empty on a real backup host).
+    pg_bin: str = "/usr/lib/postgresql/17/bin"
+    tool_prefix: list[str] = []
+    age_bin: str = "age"
+    # Credential files (never TOML values): the Ed25519 key signing manifests (PEM, PKCS#8) and the
+    # shared secret the manager sends in X-Mipo-Backup-Token (the same file on both hosts).
+    signing_key_credential: str = "backup-signing-key"
+    api_token_credential: str = "backup-api-token"
+    # Backups dump as each database's schema owner; restores recreate the databases and the
+    # TimescaleDB extension as provisioning does, which needs a superuser on every database server.
+    admin_user: str = "postgres"
+    admin_password_credential: str = ""
 
     def __post_init__(self) -> None:
         if self.recipient and not self.recipient.startswith("age1"):
