@@ -22,7 +22,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _deploy_hook() -> Callable[[LabState], Any] | None:
+def deploy_hook() -> Callable[[LabState], Any] | None:
     """`appliance.deploy.deploy_lab(state)` when the deploy is installed, else None (hosts only)."""
     try:
         module = importlib.import_module("appliance.deploy")
@@ -51,7 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, units in up.degraded.items():
         _progress(f"warning: {name} booted degraded (failed: {', '.join(units)}); "
                   f"inspect with `mipo lab ssh {name} systemctl --failed`")
-    hook = None if args.no_deploy else _deploy_hook()
+    hook = None if args.no_deploy else deploy_hook()
     if hook is None:
         _progress(f"lab up; state in {up.state.state_dir / 'lab.json'}; `mipo lab ssh HOST` to log in")
         return 0

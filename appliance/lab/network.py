@@ -10,6 +10,8 @@ from appliance.lab.state import LabError
 from appliance.lab.topology import APT_PROXY_PORT, NETWORKS
 
 NFT_TABLE = "mipo_lab"
+# Reject rather than drop: a refused lab connection fails at once instead of hanging until a timeout.
+REJECT = "reject with icmpx type admin-prohibited"
 
 
 def run(step: str, cmd: list[str], *, input_text: str | None = None) -> str:
@@ -53,7 +55,8 @@ def nft_ruleset() -> str:
     open connections to this machine only for the apt proxy (and ping)."""
     bridges = ", ".join(f'"{n.bridge}"' for n in NETWORKS.values())
     forward = "\n".join(
-        f'    iifname "{n.bridge}" oifname != "{n.bridge}" drop\n    oifname "{n.bridge}" iifname != "{n.bridge}" drop'
+        f'    iifname "{n.bridge}" oifname != "{n.bridge}" {REJECT}\n'
+        f'    oifname "{n.bridge}" iifname != "{n.bridge}" {REJECT}'
         for n in NETWORKS.values()
     )
     return (
@@ -70,7 +73,7 @@ def nft_ruleset() -> str:
         f"    iifname {{ {bridges} }} ct state established,related accept\n"
         f"    iifname {{ {bridges} }} tcp dport {APT_PROXY_PORT} accept\n"
         f"    iifname {{ {bridges} }} icmp type echo-request accept\n"
-        f"    iifname {{ {bridges} }} drop\n"
+        f"    iifname {{ {bridges} }} {REJECT}\n"
         "  }\n"
         "}\n"
     )

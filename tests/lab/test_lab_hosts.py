@@ -1,0 +1,176 @@
+"""The lab itself: hosts booted with their addresses, no way out but the apt proxy, networks kept apart,
+and the target's services up (these hold before any appliance deploy)."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from appliance.cli import REPO
+from appliance.lab.state import LabState
+from appliance.lab.topology import HOSTS, NETWORKS, TARGET_HTTP_UNIT
+
+pytestmark = pytest.mark.lab
+
+ALL = [h.name for h in HOSTS]
+EXTERNAL_ONLY = [h.name for h in HOSTS if set(h.octets) == {"external"}]
+INTERNAL_ONLY = [h.name for h in HOSTS if set(h.octets) == {"internal"}]
+DB = "198.18.1.20"
+TARGET = "198.18.0.30"
+
+
+def connects(lab: LabState, host: str, address: str, port: int) -> bool:
+    """Whether `host` can open a TCP connection to address:port (5 s at most)."""
+    probe = f"timeout 5 bash -c {shlex.quote(f'</dev/tcp/{address}/{port}')}"
+    return lab.run(host, probe, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_host_is_booted_with_its_addresses(lab: LabState, name: str) -> None:
+    """Every lab host runs with its own hostname and exactly the static addresses the topology gives it."""
+    out = lab.run(name, "hostname; systemctl is-system-running; ip -4 -o addr show scope global").stdout.split("\n")
+    assert out[0] == name
+    assert out[1] == "running"
+    found = sorted(line.split()[3] for line in out[2:] if line.strip())
+    assert found == sorted(f"{a}/24" for a in lab.host(name).addresses.values())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_host_has_no_default_route(lab: LabState, name: str) -> None:
+    """No lab host has a default route (IPv4 or IPv6): nothing in the lab can reach the internet directly."""
+    out = lab.run(name, "ip -4 route show default; ip -6 route show default").stdout
+    assert out.strip() == ""
+
+
+@pytest.mark.parametrize("name", EXTERNAL_ONLY)
+def test_external_host_cannot_reach_internal_network(lab: LabState, name: str) -> None:
+    """Hosts on the external network (all but edge) have no path to internal hosts."""
+    assert not connects(lab, name, DB, 22)
+
+
+@pytest.mark.parametrize("name", INTERNAL_ONLY)
+def test_internal_host_cannot_reach_external_network(lab: LabState, name: str) -> None:
+    """Internal hosts (all but edge) have no path to the external network."""
+    assert not connects(lab, name, TARGET, 22)
+
+
+@pytest.mark.parametrize(("name", "peer"), [("scanner-a", "db"), ("db", "target")])
+def test_this_machine_does_not_route_between_lab_networks(lab: LabState, name: str, peer: str) -> None:
+    """Even when hosts on both networks route the other one through their gateways (this machine), they
+    cannot connect: this machine neither forwards nor lets lab traffic through its nft table."""
+    routes = []
+    for host in (name, peer):
+        own = "internal" if "internal" in lab.host(host).addresses else "external"
+        other = "external" if own == "internal" else "internal"
+        routes.append((host, f"{NETWORKS[other].cidr} via {NETWORKS[own].gateway} dev {NETWORKS[own].interface}"))
+    try:
+        for host, route in routes:
+            lab.run(host, f"ip route replace {route}")
+        peer_address = next(iter(lab.host(peer).addresses.values()))
+        assert not connects(lab, name, peer_address, 22)
+    finally:
+        for host, route in routes:
+            lab.run(host, f"ip route del {route}", check=False)
+
+
+@pytest.mark.parametrize(("source", "address"), [("edge", DB), ("edge", TARGET), ("scanner-a", TARGET)])
+def test_hosts_reach_their_own_networks(lab: LabState, source: str, address: str) -> None:
+    """Edge reaches both networks, and hosts on one network reach each other (the isolation tests' control)."""
+    assert connects(lab, source, address, 22)
+
+
+@pytest.fixture()
+def listener_on_this_machine() -> Iterator[int]:
+    """A TCP listener on every address of this machine (as any careless service would be)."""
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(0.5)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.mark.parametrize("name", ["scanner-a", "db"])
+def test_lab_hosts_reach_this_machine_only_through_the_apt_proxy(
+    lab: LabState, name: str, listener_on_this_machine: int
+) -> None:
+    """Lab hosts cannot open connections to this machine's services; the apt proxy is the one exception."""
+    net = "internal" if name == "db" else "external"
+    gateway = NETWORKS[net].gateway
+    with socket.create_connection((gateway, listener_on_this_machine), timeout=5):
+        pass  # the listener does answer on the gateway address, from this machine itself
+    assert not connects(lab, name, gateway, listener_on_this_machine)
+    assert connects(lab, name, gateway, 3142)
+
+
+def test_this_machine_does_not_route(lab: LabState) -> None:
+    """This machine does not forward IPv4 (the lab's isolation must not rest on nft rules alone)."""
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read().strip() == "0"
+
+
+def test_target_answers_ssh(lab: LabState) -> None:
+    """`target` runs sshd on 22, seen from a scanner host on the external network."""
+    out = lab.run("scanner-a", f"timeout 5 bash -c 'exec 3<>/dev/tcp/{TARGET}/22; head -c 8 <&3'").stdout
+    assert out == "SSH-2.0-"
+
+
+def test_target_serves_https_with_a_self_signed_certificate(lab: LabState) -> None:
+    """`target` serves HTTPS on 443 with its own self-signed certificate, which a client does not trust."""
+    assert lab.run("scanner-a", f"curl -sk https://{TARGET}/").stdout == "mipo lab target\n"
+    untrusted = lab.run("scanner-a", f"curl -s https://{TARGET}/", check=False)
+    assert untrusted.returncode == 60  # curl: peer certificate cannot be authenticated
+    names = lab.run(
+        "scanner-a",
+        f"openssl s_client -connect {TARGET}:443 </dev/null 2>/dev/null | openssl x509 -noout -subject -issuer",
+    ).stdout.splitlines()
+    assert names == ["subject=CN=target", "issuer=CN=target"]
+
+
+def test_target_http_service_can_be_stopped_and_started(lab: LabState) -> None:
+    """`target` answers HTTP on 8080, and tests can stop and start that service."""
+    fetch = f"curl -s --max-time 5 http://{TARGET}:8080/"
+    assert lab.run("scanner-a", fetch).stdout == "mipo lab target\n"
+    lab.run("target", f"systemctl stop {TARGET_HTTP_UNIT}")
+    try:
+        assert lab.run("scanner-a", fetch, check=False).returncode == 7  # curl: connection refused
+    finally:
+        lab.run("target", f"systemctl start {TARGET_HTTP_UNIT}")
+    lab.run("target", "timeout 30 sh -c 'until ss -Htln sport = :8080 | grep -q .; do sleep 0.2; done'")
+    assert lab.run("scanner-a", fetch).stdout == "mipo lab target\n"
+
+
+@pytest.mark.parametrize("name", ["db", "scanner-a"])
+def test_apt_works_through_the_proxy(lab: LabState, name: str) -> None:
+    """apt on a lab host fetches Debian's indexes through the proxy on its gateway (the only way out)."""
+    out = lab.run(name, "apt-config dump Acquire::http::Proxy; apt-get update -q 2>&1", timeout=300).stdout
+    assert f'"{NETWORKS["internal" if name == "db" else "external"].proxy_url}"' in out
+    assert "Err:" not in out and "Failed to fetch" not in out
+    assert "trixie InRelease" in out
+
+
+def test_mipo_lab_status_and_ssh_commands(lab: LabState) -> None:
+    """`mipo lab status` lists every host as running; `mipo lab ssh HOST CMD` runs CMD there."""
+    mipo = str(REPO / ".venv" / "bin" / "mipo")
+    status = subprocess.run([mipo, "lab", "status"], capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line for line in status.splitlines()[1:len(HOSTS) + 1]}
+    assert sorted(rows) == sorted(ALL)
+    assert all("running" in row for row in rows.values())
+    ssh = subprocess.run([mipo, "lab", "ssh", "target", "hostname"], capture_output=True, text=True, check=True)
+    assert ssh.stdout == "target\n"
