@@ -1,0 +1,143 @@
+"""Port state changes: coverage decides what "closed" means; detection is exact and idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from app.db.connect import conninfo
+from tests.conftest import SettingsFactory
+from tests.support.results import changes, cover, detect, observe
+
+A, B = 1, 2
+NET = [["198.18.0.0", "198.18.0.255"]]
+
+
+@pytest.fixture()
+def dsns(migrated: SettingsFactory, owner_dsn: Callable[[str], str]) -> tuple[str, str]:
+    """(owner DSN to arrange data, dispatcher DSN to detect changes as the dispatcher does)."""
+    return owner_dsn("results"), conninfo(migrated("mipo_dispatcher"), "results")
+
+
+def test_first_run_is_a_baseline_without_changes(dsns: tuple[str, str]) -> None:
+    """Ports seen for the first time where nothing was scanned before are not reported as 'opened'."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22), ("198.18.0.10", 8080)])
+    cover(owner, 1, A, NET, "1-1024,8080")
+    assert detect(dispatcher, 1) == []
+
+
+def test_port_disappearing_inside_covered_space_is_one_closed_change(dsns: tuple[str, str]) -> None:
+    """An open port not found again by a complete job that scanned it becomes exactly one 'closed'."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22), ("198.18.0.10", 8080)])
+    cover(owner, 1, A, NET, "1-1024,8080")
+    detect(dispatcher, 1)
+    observe(owner, 2, A, [("198.18.0.10", 22)])
+    cover(owner, 2, A, NET, "1-1024,8080")
+    found = detect(dispatcher, 2)
+    assert [(c.ip, c.port, c.change) for c in found] == [("198.18.0.10", 8080, "closed")]
+    assert found[0].previous_run_id == 1
+    assert found[0].before is not None and found[0].after is None
+    assert changes(owner) == [(2, A, "198.18.0.10", 8080, "closed")]
+
+
+def test_port_outside_the_next_runs_coverage_does_not_change(dsns: tuple[str, str]) -> None:
+    """Absence outside what was scanned says nothing: a port not covered (port or address) is not 'closed'."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 8080), ("198.18.0.77", 22)])
+    cover(owner, 1, A, NET, "1-1024,8080")
+    detect(dispatcher, 1)
+    # Run 2 scans only ports 1-1024 of .0-.63: 8080 and the address .77 are both outside its coverage.
+    cover(owner, 2, A, [["198.18.0.0", "198.18.0.63"]], "1-1024")
+    assert detect(dispatcher, 2) == []
+    assert changes(owner) == []
+
+
+def test_partial_or_failed_jobs_never_close_a_port(dsns: tuple[str, str]) -> None:
+    """Only complete coverage turns absence into 'closed'; an interrupted job proves nothing."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22)])
+    cover(owner, 1, A, NET, "22")
+    detect(dispatcher, 1)
+    cover(owner, 2, A, NET, "22", complete=False)
+    assert detect(dispatcher, 2) == []
+
+
+def test_port_reopening_after_closed_is_one_opened_change(dsns: tuple[str, str]) -> None:
+    """closed → open again is 'opened', with the run it was closed in as the previous run."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 8080)])
+    cover(owner, 1, A, NET, "8080")
+    detect(dispatcher, 1)
+    cover(owner, 2, A, NET, "8080")
+    assert [c.change for c in detect(dispatcher, 2)] == ["closed"]
+    observe(owner, 3, A, [("198.18.0.10", 8080, "http", "nginx")])
+    cover(owner, 3, A, NET, "8080")
+    found = detect(dispatcher, 3)
+    assert [(c.change, c.previous_run_id) for c in found] == [("opened", 2)]
+    assert found[0].after is not None and found[0].after["banner"] == "nginx"
+
+
+def test_new_port_inside_earlier_coverage_is_opened(dsns: tuple[str, str]) -> None:
+    """A port never seen open, in space an earlier complete job scanned, is 'opened' when it appears."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22)])
+    cover(owner, 1, A, ["198.18.0.0/24"], "1-1024")
+    detect(dispatcher, 1)
+    observe(owner, 2, A, [("198.18.0.10", 22), ("198.18.0.20", 443), ("198.18.1.5", 443)])
+    cover(owner, 2, A, [["198.18.0.0", "198.18.1.255"]], "1-1024")
+    found = detect(dispatcher, 2)
+    # .1.5 lies outside run 1's coverage: first seen, a baseline.
+    assert [(c.ip, c.port, c.change, c.previous_run_id) for c in found] == [("198.18.0.20", 443, "opened", 1)]
+
+
+def test_banner_or_certificate_change_is_one_change_each(dsns: tuple[str, str]) -> None:
+    """A different banner is one 'service_changed'; a different certificate is one 'certificate_changed'."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22, "ssh", "SSH-2.0-OpenSSH_9.2"),
+                          ("198.18.0.10", 443, "https", None, "aa" * 32)])
+    cover(owner, 1, A, NET, "22,443")
+    detect(dispatcher, 1)
+    observe(owner, 2, A, [("198.18.0.10", 22, "ssh", "SSH-2.0-OpenSSH_9.6"),
+                          ("198.18.0.10", 443, "https", None, "bb" * 32)])
+    cover(owner, 2, A, NET, "22,443")
+    found = detect(dispatcher, 2)
+    assert sorted((c.port, c.change) for c in found) == [(22, "service_changed"), (443, "certificate_changed")]
+    ssh = next(c for c in found if c.port == 22)
+    assert ssh.before == {"service": "ssh", "banner": "SSH-2.0-OpenSSH_9.2"}
+    assert ssh.after == {"service": "ssh", "banner": "SSH-2.0-OpenSSH_9.6"}
+    # Unchanged in run 3: no further change.
+    observe(owner, 3, A, [("198.18.0.10", 22, "ssh", "SSH-2.0-OpenSSH_9.6"),
+                          ("198.18.0.10", 443, "https", None, "bb" * 32)])
+    cover(owner, 3, A, NET, "22,443")
+    assert detect(dispatcher, 3) == []
+
+
+def test_rerunning_detection_adds_no_duplicates(dsns: tuple[str, str]) -> None:
+    """Detection of the same run twice (a dispatcher restart) stores each change once."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22), ("198.18.0.10", 80)])
+    cover(owner, 1, A, NET, "1-1024")
+    detect(dispatcher, 1)
+    observe(owner, 2, A, [("198.18.0.10", 22, "ssh", "new")])
+    cover(owner, 2, A, NET, "1-1024")
+    first = detect(dispatcher, 2)
+    assert sorted(c.change for c in first) == ["closed", "service_changed"]
+    assert detect(dispatcher, 2) == []
+    assert detect(dispatcher, 1) == []
+    assert len(changes(owner)) == 2
+
+
+def test_each_vantage_point_is_compared_with_its_own_history(dsns: tuple[str, str]) -> None:
+    """In a mirror run, scanner B losing sight of a port is B's change only."""
+    owner, dispatcher = dsns
+    for scanner in (A, B):
+        observe(owner, 1, scanner, [("198.18.0.10", 8080)])
+        cover(owner, 1, scanner, NET, "8080")
+    detect(dispatcher, 1)
+    observe(owner, 2, A, [("198.18.0.10", 8080)])
+    cover(owner, 2, A, NET, "8080")
+    cover(owner, 2, B, NET, "8080")
+    assert [(c.scanner_id, c.change) for c in detect(dispatcher, 2)] == [(B, "closed")]
