@@ -53,10 +53,13 @@ async def recovered_jobs(conn: AsyncConnection) -> list[dict[str, Any]]:
     )
     return await _rows(
         conn,
-        "UPDATE jobs SET stall_class = NULL, stall_since = NULL, stall_token = NULL"
-        " WHERE stall_class IS NOT NULL"
-        " AND (status = 'completed' OR (status = 'running' AND stall_class <> 'stuck_running'))"
-        " RETURNING id, run_id, scanner_id, status, lease_token, stall_class, stall_since",
+        # RETURNING shows new values: the stall being closed comes from the locked pre-update row.
+        "UPDATE jobs j SET stall_class = NULL, stall_since = NULL, stall_token = NULL"
+        " FROM (SELECT id, stall_class, stall_since FROM jobs WHERE stall_class IS NOT NULL"
+        "       AND (status = 'completed' OR (status = 'running' AND stall_class <> 'stuck_running'))"
+        "       FOR UPDATE) old"
+        " WHERE j.id = old.id"
+        " RETURNING j.id, j.run_id, j.scanner_id, j.status, j.lease_token, old.stall_class, old.stall_since",
     )
 
 
