@@ -55,22 +55,31 @@ def running_pid(state_dir: Path) -> int | None:
 
 
 def ensure_running(state_dir: Path) -> None:
-    """Start the proxy unless ours already runs; needs the bridges (it binds to their addresses)."""
-    if running_pid(state_dir) is not None:
-        return
+    """Start the proxy unless ours already runs with the current configuration; needs the bridges
+    (it binds to their addresses)."""
+    work = _dir(state_dir)
+    gateways = [net.gateway for net in NETWORKS.values()]
+    wanted = acng_conf(gateways, work)
+    pid = running_pid(state_dir)
+    if pid is not None:
+        try:
+            current = (work / "conf" / "acng.conf").read_text()
+        except FileNotFoundError:
+            current = ""
+        if current == wanted:
+            return
+        procs.stop(pid, MARKER, timeout=10)  # configuration changed (e.g. the port): restart it
     if not Path(BINARY).exists():
         raise LabError(f"{BINARY} is missing: install it with `apt-get install apt-cacher-ng` (or run appliance/mipo)")
-    gateways = [net.gateway for net in NETWORKS.values()]
     taken = [gw for gw in gateways if answers(gw, 0.3)]
     if taken:
         raise LabError(f"something else already listens on {taken[0]}:{APT_PROXY_PORT}: stop it, then run "
                        "`mipo lab up` again")
-    work = _dir(state_dir)
     (work / "log").mkdir(parents=True, exist_ok=True)
     cache_dir().mkdir(parents=True, exist_ok=True)
     conf = work / "conf"
     conf.mkdir(exist_ok=True)
-    (conf / "acng.conf").write_text(acng_conf(gateways, work))
+    (conf / "acng.conf").write_text(wanted)
     argv = [BINARY, "-c", str(conf), "ForeGround=1"]
     pid = procs.start_detached(argv, work / "apt-cacher-ng.out", work / "pid")
     deadline = time.monotonic() + 15

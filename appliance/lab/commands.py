@@ -6,7 +6,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from appliance.lab.control import lab_destroy, lab_down, lab_status, lab_up
@@ -34,13 +34,17 @@ def deploy_hook() -> Callable[[LabState], Any] | None:
     return hook if callable(hook) else None
 
 
-def _show(result: object) -> None:
-    # deploy_lab returns the lines the operator must see (GUI URL, CA file, first admin credentials).
-    if result is None:
-        return
-    lines: Iterable[object] = [result] if isinstance(result, str) else result  # type: ignore[assignment]
-    for line in lines:
-        print(line)
+def _report_deploy(result: Any) -> int:
+    """Print what the operator needs after `appliance.deploy.deploy_lab` (a `DeployResult`): the GUI URL,
+    the CA file to trust and the first admin's credentials, or one line saying what failed."""
+    if not getattr(result, "ok", False):
+        return _fail(f"deploy failed ({getattr(result, 'errors', '?')} operations failed); read "
+                     f"{getattr(result, 'log', 'the deploy log')}, fix the cause, then run `mipo lab up` again")
+    print(f"GUI:      {result.url}")
+    print(f"CA file:  {result.ca_file}  (e.g. curl --cacert {result.ca_file} {result.url}/health)")
+    if result.admin_username:
+        print(f"Admin:    {result.admin_username} / {result.admin_password}  (shown once; change it after login)")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -57,10 +61,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     _progress("deploying the appliance into the lab")
     try:
-        _show(hook(up.state))
+        result = hook(up.state)
     except Exception as exc:  # any failure of the deploy ends in one line saying what to do
         return _fail(f"deploy failed: {exc}. The hosts stay up: fix the cause, then run `mipo lab up` again")
-    return 0
+    return _report_deploy(result)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

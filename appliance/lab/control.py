@@ -80,6 +80,7 @@ def lab_up(progress: Progress = _quiet, root: Path | None = None) -> UpResult:
             pid = hosts.running_pid(dirs)
             if pid is not None and hosts.recorded_image(dirs) == str(image):
                 hosts.attach_links(spec, dirs, pid)  # re-attach in case a previous `up` was interrupted
+                hosts.refresh_apt_proxy(spec, dirs.root)
                 waiting.append((spec, dirs))
                 continue
             _recreate_if_image_changed(spec, dirs, image, progress)

@@ -117,6 +117,14 @@ def seed(spec: HostSpec, root: Path, public_key: str) -> None:
         install_target_services(root, spec.addresses["external"])
 
 
+def refresh_apt_proxy(spec: HostSpec, root: Path) -> None:
+    """Keep a running host's apt proxy setting in step with the lab's proxy (its address may have changed)."""
+    path = root / "etc/apt/apt.conf.d/01proxy"
+    wanted = apt_proxy_conf(spec)
+    if not path.exists() or path.read_text() != wanted:
+        _write(path, wanted)
+
+
 def nspawn_argv(spec: HostSpec, dirs: HostDirs) -> list[str]:
     argv = [
         "systemd-nspawn", "-D", str(dirs.root), "--boot",

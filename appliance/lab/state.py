@@ -14,9 +14,9 @@ Format (JSON, ``version`` 1)::
       "ssh_key": "/var/lib/mipo-lab/ssh/id_ed25519",   # private key; the lab's hosts trust its .pub
       "networks": {
         "external": {"bridge": "mipo-ext", "cidr": "198.18.0.0/24", "gateway": "198.18.0.1",
-                     "apt_proxy": "http://198.18.0.1:3142"},
+                     "apt_proxy": "http://198.18.0.1:3143"},
         "internal": {"bridge": "mipo-int", "cidr": "198.18.1.0/24", "gateway": "198.18.1.1",
-                     "apt_proxy": "http://198.18.1.1:3142"}
+                     "apt_proxy": "http://198.18.1.1:3143"}
       },
       "hosts": [
         {"name": "edge", "groups": ["edge"],
@@ -31,7 +31,7 @@ Format (JSON, ``version`` 1)::
 Groups: ``edge``, ``manager``, ``ingest`` (ingest-1, ingest-2), ``dispatcher``, ``backup``, ``db``,
 ``scanners`` (scanner-a, scanner-b), ``target``. ``ssh_address`` is the internal address when a host
 has one. The gateway addresses are this machine (the deployer): SSH to lab hosts comes from them,
-and they are the only way out of the lab (the apt proxy on port 3142). Every host already has
+and they are the only way out of the lab (the apt proxy on port 3143). Every host already has
 ``/etc/apt/apt.conf.d/01proxy`` pointing at its network's proxy, and ``/etc/hosts`` naming every lab
 host it shares a network with.
 

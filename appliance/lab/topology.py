@@ -57,7 +57,9 @@ class HostSpec:
         return ("mx-" if network == "external" else "mi-") + self.name
 
 
-APT_PROXY_PORT = 3142
+# Not apt-cacher-ng's default 3142: installing the package on a systemd machine starts a system
+# apt-cacher-ng on 3142 on every address, and the lab runs its own (own config, bound to the gateways).
+APT_PROXY_PORT = 3143
 TEST_RANGE = "198.18.0.0/15"  # RFC 2544 benchmarking range: never routed on the internet
 
 NETWORKS: dict[str, Network] = {

@@ -72,10 +72,20 @@ def lab_host(lab: LabState) -> LabHostFactory:
 
 
 @pytest.fixture(scope="session")
-def deployed_lab(lab: LabState) -> LabState:
-    """The lab with the appliance deployed by `appliance.deploy.deploy_lab(state)` (once per session)."""
+def lab_deploy_result(lab: LabState) -> Any:
+    """The `DeployResult` of deploying the appliance into the lab (`appliance.deploy.deploy_lab`), once
+    per session; fails the test when the deploy did."""
     hook = deploy_hook()
     if hook is None:
         pytest.fail("appliance.deploy.deploy_lab is missing: the appliance deploy has not landed yet")
-    hook(lab)
+    result = hook(lab)
+    if not getattr(result, "ok", False):
+        pytest.fail(f"deploying into the lab failed ({getattr(result, 'errors', '?')} operations failed); "
+                    f"see {getattr(result, 'log', 'the deploy log')}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def deployed_lab(lab: LabState, lab_deploy_result: Any) -> LabState:
+    """The lab with the appliance deployed into it."""
     return lab

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.cli import REPO
 from appliance.lab.state import LabState
-from appliance.lab.topology import HOSTS, NETWORKS, TARGET_HTTP_UNIT
+from appliance.lab.topology import APT_PROXY_PORT, HOSTS, NETWORKS, TARGET_HTTP_UNIT
 
 pytestmark = pytest.mark.lab
 
@@ -116,7 +116,7 @@ def test_lab_hosts_reach_this_machine_only_through_the_apt_proxy(
     with socket.create_connection((gateway, listener_on_this_machine), timeout=5):
         pass  # the listener does answer on the gateway address, from this machine itself
     assert not connects(lab, name, gateway, listener_on_this_machine)
-    assert connects(lab, name, gateway, 3142)
+    assert connects(lab, name, gateway, APT_PROXY_PORT)
 
 
 def test_this_machine_does_not_route(lab: LabState) -> None:

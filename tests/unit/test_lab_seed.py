@@ -29,7 +29,7 @@ def test_seed_writes_identity_network_key_and_proxy(tmp_path: Path) -> None:
     assert keys.read_text() == "ssh-ed25519 AAAA mipo-lab\n"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "root/.ssh").stat().st_mode) == 0o700
-    assert '"http://198.18.1.1:3142"' in (tmp_path / "etc/apt/apt.conf.d/01proxy").read_text()
+    assert '"http://198.18.1.1:3143"' in (tmp_path / "etc/apt/apt.conf.d/01proxy").read_text()
     assert not (tmp_path / CERT).exists()  # only `target` gets the target services
 
 

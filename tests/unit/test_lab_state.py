@@ -31,9 +31,9 @@ def test_state_file_documents_hosts_groups_and_key(tmp_path: Path) -> None:
                     "addresses": {"external": "198.18.0.10", "internal": "198.18.1.10"},
                     "ssh_address": "198.18.1.10"}
     assert data["ssh_key"] == str(tmp_path / "ssh" / "id_ed25519")
-    assert data["networks"]["internal"]["apt_proxy"] == "http://198.18.1.1:3142"
+    assert data["networks"]["internal"]["apt_proxy"] == "http://198.18.1.1:3143"
     assert data["networks"]["external"] == {"bridge": "mipo-ext", "cidr": "198.18.0.0/24",
-                                            "gateway": "198.18.0.1", "apt_proxy": "http://198.18.0.1:3142"}
+                                            "gateway": "198.18.0.1", "apt_proxy": "http://198.18.0.1:3143"}
 
 
 def test_groups_and_ssh_command(tmp_path: Path) -> None:

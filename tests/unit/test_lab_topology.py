@@ -84,9 +84,9 @@ def test_hosts_file_names_only_reachable_hosts() -> None:
 
 def test_apt_proxy_is_on_the_hosts_own_gateway() -> None:
     """Each host uses the proxy on a gateway it can reach (internal first)."""
-    assert "http://198.18.1.1:3142" in apt_proxy_conf(host_spec("edge"))
-    assert "http://198.18.1.1:3142" in apt_proxy_conf(host_spec("db"))
-    assert "http://198.18.0.1:3142" in apt_proxy_conf(host_spec("scanner-b"))
+    assert "http://198.18.1.1:3143" in apt_proxy_conf(host_spec("edge"))
+    assert "http://198.18.1.1:3143" in apt_proxy_conf(host_spec("db"))
+    assert "http://198.18.0.1:3143" in apt_proxy_conf(host_spec("scanner-b"))
 
 
 def test_unknown_host_is_named_in_the_error() -> None:
@@ -100,7 +100,7 @@ def test_nft_table_rejects_everything_leaving_a_bridge() -> None:
     for net in NETWORKS.values():
         assert f'iifname "{net.bridge}" oifname != "{net.bridge}" reject' in rules
         assert f'oifname "{net.bridge}" iifname != "{net.bridge}" reject' in rules
-    assert 'iifname { "mipo-ext", "mipo-int" } tcp dport 3142 accept' in rules
+    assert 'iifname { "mipo-ext", "mipo-int" } tcp dport 3143 accept' in rules
     assert rules.rstrip().endswith('iifname { "mipo-ext", "mipo-int" } reject with icmpx type admin-prohibited\n  }\n}')
 
 
@@ -108,7 +108,7 @@ def test_apt_proxy_binds_only_to_the_lab_gateways(tmp_path: Path) -> None:
     """apt-cacher-ng listens on the bridge gateways only, never on this machine's other addresses."""
     conf = acng_conf(["198.18.0.1", "198.18.1.1"], tmp_path)
     assert "BindAddress: 198.18.0.1 198.18.1.1\n" in conf
-    assert "Port: 3142\n" in conf
+    assert "Port: 3143\n" in conf
 
 
 def test_nspawn_gives_each_network_its_own_veth(tmp_path: Path) -> None:
