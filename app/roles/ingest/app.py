@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.di import Provide
 
 from app.config import Settings
+from app.roles.ingest import install, scanner_api
+from app.roles.ingest.runtime import IngestRuntime
 from app.web.factory import build_role_app
 
 
 def create_app(settings: Settings) -> Litestar:
-    """Every route ingest serves is listed here."""
-    return build_role_app(settings, "ingest", ("config", "jobs", "results"), [])
+    """Every route ingest serves is listed here: `/health` plus the scanner API and the installer."""
+    runtime = IngestRuntime.create(settings)
+    return build_role_app(
+        settings, "ingest", ("config", "jobs", "results"),
+        [*scanner_api.ROUTES, *install.ROUTES],
+        extra_dependencies={"ingest_runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
+        on_startup=[runtime.start], on_shutdown=[runtime.stop],
+    )

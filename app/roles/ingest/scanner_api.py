@@ -1,0 +1,85 @@
+"""`/scanner/v1/…`: the API scanners call (enrol with a token; everything else with `X-Mipo-Key`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from litestar import Request, post
+from litestar.di import Provide
+from psycopg import AsyncConnection
+
+from app.config import Settings
+from app.db.connect import Pools
+from app.domain.ingest.schemas import BatchAck
+from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress
+from app.domain.jobs.service import claim_jobs
+from app.domain.scanners import service as scanners
+from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
+from app.roles.ingest.runtime import IngestRuntime, client_address
+from app.scanner import VERSION as MIN_AGENT_VERSION
+from app.scanner.client import KEY_HEADER
+
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+async def authenticated_scanner(request: Request, pools: Pools, settings: Settings) -> AuthenticatedScanner:
+    """Checked on every call (revocation applies at once): key hash, revocation, disabled, bound network."""
+    async with pools.get("config").connection() as conn:
+        return await scanners.authenticate(conn, request.headers.get(KEY_HEADER),
+                                           client_address(request, settings))
+
+
+SCANNER = {"scanner": Provide(authenticated_scanner)}
+
+
+def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, object]:
+    return {"server_time": datetime.now(UTC), "heartbeat_interval": settings.scanner.heartbeat_interval,
+            "lease_seconds": settings.scanner.lease_seconds, "rate_limit": scanner.rate_limit,
+            "concurrency": scanner.concurrency, "min_version": MIN_AGENT_VERSION,
+            "scope": list(settings.scope.authorised)}
+
+
+@post("/scanner/v1/enrol", status_code=200)
+async def enrol(data: EnrolRequest, request: Request, config_conn: AsyncConnection,
+                settings: Settings) -> EnrolAnswer:
+    return await scanners.enrol(config_conn, data, client_address(request, settings))
+
+
+@post("/scanner/v1/heartbeat", dependencies=SCANNER, status_code=200)
+async def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, settings: Settings,
+                    ingest_runtime: IngestRuntime) -> ScannerLimits:
+    ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
+    return ScannerLimits(**limits(settings, scanner))  # type: ignore[arg-type]
+
+
+@post("/scanner/v1/claim", dependencies=SCANNER, status_code=200)
+async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, settings: Settings, pools: Pools,
+                ingest_runtime: IngestRuntime) -> ClaimAnswer:
+    jobs = []
+    if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
+        jobs = await claim_jobs(pools.get("jobs"), pools.get("results"), ingest_runtime.notifier, scanner.id,
+                                data.max_jobs, min(data.wait, settings.scanner.claim_long_poll),
+                                settings.scanner.lease_seconds)
+    return ClaimAnswer(jobs=jobs, **limits(settings, scanner))  # type: ignore[arg-type]
+
+
+@post("/scanner/v1/batches", dependencies=SCANNER, status_code=200, request_max_body_size=MAX_BATCH_BYTES)
+async def result_batch(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> BatchAck:
+    # Raw body decoded by msgspec in the service: a bad batch is 422 `malformed`, never a crash.
+    assert ingest_runtime.service is not None
+    return await ingest_runtime.service.store_batch(scanner, await request.body())
+
+
+@post("/scanner/v1/progress", dependencies=SCANNER, status_code=200)
+async def progress(data: Progress, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+    assert ingest_runtime.service is not None
+    return await ingest_runtime.service.progress(scanner, data.job_id, data.lease_token, data.scanned)
+
+
+@post("/scanner/v1/complete", dependencies=SCANNER, status_code=200)
+async def complete(data: Complete, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+    assert ingest_runtime.service is not None
+    return await ingest_runtime.service.complete(scanner, data)
+
+
+ROUTES = [enrol, heartbeat, claim, result_batch, progress, complete]
