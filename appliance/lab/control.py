@@ -151,7 +151,9 @@ def lab_status(root: Path | None = None) -> tuple[list[HostStatus], dict[str, bo
             for s in HOSTS]
     infra = {f"bridge {n.bridge}": network.link_exists(n.bridge) for n in NETWORKS.values()}
     infra["apt proxy"] = aptproxy.running_pid(root) is not None
-    infra["ip forwarding off"] = not network.ip_forwarding_enabled()
+    for n in NETWORKS.values():
+        if network.link_exists(n.bridge):
+            infra[f"no routing from {n.bridge}"] = not network.bridge_forwarding_enabled(n.bridge)
     return rows, infra
 
 

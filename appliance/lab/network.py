@@ -38,6 +38,9 @@ def ensure_bridges() -> None:
             run(f"create bridge {net.bridge}", ["ip", "link", "add", net.bridge, "type", "bridge"])
         # IPv4 only: no link-local IPv6 on the lab bridges, so nothing is reachable by a path we do not filter.
         Path(f"/proc/sys/net/ipv6/conf/{net.bridge}/disable_ipv6").write_text("1\n")
+        # Nothing received on a lab bridge is routed, even where this machine forwards for others
+        # (Docker sets the global switch); the nft table below is the second, independent barrier.
+        Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("0\n")
         wanted = f"{net.gateway}/24"
         if wanted not in _addresses(net.bridge):
             run(f"address bridge {net.bridge}", ["ip", "addr", "replace", wanted, "dev", net.bridge])
@@ -88,8 +91,9 @@ def remove_firewall() -> None:
         run("delete the lab nft table", ["nft", "delete", "table", "inet", NFT_TABLE])
 
 
-def ip_forwarding_enabled() -> bool:
-    return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "0"
+def bridge_forwarding_enabled(bridge: str) -> bool:
+    """Whether IPv4 packets arriving on this bridge may be routed elsewhere (must stay off)."""
+    return Path(f"/proc/sys/net/ipv4/conf/{bridge}/forwarding").read_text().strip() != "0"
 
 
 def attach(interface: str, bridge: str) -> None:

@@ -119,9 +119,10 @@ def test_lab_hosts_reach_this_machine_only_through_the_apt_proxy(
     assert connects(lab, name, gateway, APT_PROXY_PORT)
 
 
-def test_this_machine_does_not_route(lab: LabState) -> None:
-    """This machine does not forward IPv4 (the lab's isolation must not rest on nft rules alone)."""
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
+@pytest.mark.parametrize("bridge", [n.bridge for n in NETWORKS.values()])
+def test_this_machine_does_not_route_from_lab_bridges(lab: LabState, bridge: str) -> None:
+    """IPv4 forwarding is off on each lab bridge (the lab's isolation does not rest on nft rules alone)."""
+    with open(f"/proc/sys/net/ipv4/conf/{bridge}/forwarding") as f:
         assert f.read().strip() == "0"
 
 
