@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from app.config import Settings
@@ -129,3 +130,10 @@ def provide_session_user(request: Request) -> SessionUser:
 def provide_actor(request: Request) -> str:
     """The `actor: str` dependency: the logged-in username, for the audit log."""
     return provide_session_user(request).username
+
+
+# Every guarded router provides these: `actor` (for the audit log) and `session_user`.
+AUTH_DEPENDENCIES = {
+    "actor": Provide(provide_actor, sync_to_thread=False),
+    "session_user": Provide(provide_session_user, sync_to_thread=False),
+}

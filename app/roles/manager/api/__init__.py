@@ -16,3 +16,4 @@ from app.roles.manager.api import users; API_ROUTES += users.ROUTES  # noqa: E40
 from app.roles.manager.api import audit; API_ROUTES += audit.ROUTES  # noqa: E402, E702, I001
 from app.roles.manager.api import health; API_ROUTES += health.ROUTES  # noqa: E402, E702, I001
 from app.roles.manager.api import scanners; API_ROUTES += scanners.ROUTES  # noqa: E402, E702, I001
+from app.roles.manager.api import results; API_ROUTES += results.ROUTES  # noqa: E402, E702, I001

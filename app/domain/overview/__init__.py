@@ -1,0 +1,1 @@
+"""The dashboard's summary: scanners, running scans, recent changes and events."""

@@ -1,0 +1,47 @@
+"""Read-only SQL across the three databases for the dashboard."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+from app.domain.overview.schemas import PortChange, RunningScan, ScannerCounts
+
+
+async def scanner_counts(conn: AsyncConnection, offline_after: float) -> ScannerCounts:
+    async with conn.cursor(row_factory=class_row(ScannerCounts)) as cur:
+        await cur.execute(
+            "SELECT"
+            " count(*) FILTER (WHERE status IN ('active', 'draining')"
+            "   AND last_heartbeat_at > now() - make_interval(secs => %(off)s)) AS online,"
+            " count(*) FILTER (WHERE status IN ('active', 'draining')"
+            "   AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= now() - make_interval(secs => %(off)s)))"
+            "   AS offline,"
+            " count(*) FILTER (WHERE status = 'pending') AS pending,"
+            " count(*) FILTER (WHERE status = 'disabled') AS disabled"
+            " FROM scanners",
+            {"off": offline_after},
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+
+async def running_scans(conn: AsyncConnection, limit: int = 20) -> list[RunningScan]:
+    async with conn.cursor(row_factory=class_row(RunningScan)) as cur:
+        await cur.execute(
+            "SELECT id, template_name, mode, requested_by, created_at, total_cost, done_cost"
+            " FROM scan_runs WHERE status = 'running' ORDER BY created_at DESC LIMIT %s",
+            (limit,),
+        )
+        return await cur.fetchall()
+
+
+async def recent_changes(conn: AsyncConnection, limit: int = 15) -> list[PortChange]:
+    async with conn.cursor(row_factory=class_row(PortChange)) as cur:
+        await cur.execute(
+            "SELECT id, detected_at, run_id, scanner_id, host(ip) AS ip, port, proto, change"
+            " FROM port_changes ORDER BY detected_at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+        return await cur.fetchall()

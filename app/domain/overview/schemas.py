@@ -1,0 +1,39 @@
+"""Structs of the dashboard summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class ScannerCounts(msgspec.Struct):
+    online: int
+    offline: int
+    pending: int
+    disabled: int
+
+
+class RunningScan(msgspec.Struct):
+    id: int
+    template_name: str
+    mode: str
+    requested_by: str
+    created_at: datetime
+    total_cost: int
+    done_cost: int
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done_cost / self.total_cost) if self.total_cost else 0
+
+
+class PortChange(msgspec.Struct):
+    id: int
+    detected_at: datetime
+    run_id: int
+    scanner_id: int
+    ip: str
+    port: int
+    proto: str
+    change: str

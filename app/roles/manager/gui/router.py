@@ -1,0 +1,73 @@
+"""The GUI router: every page, the guard, HTML refusals (login redirect, 403/404 pages), templates and static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Request, Response, Router
+from litestar.datastructures import ResponseHeader
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.errors import DomainError, Forbidden, NotFound, Unauthorized
+from app.roles.manager.auth import AUTH_DEPENDENCIES, authorize
+from app.roles.manager.gui import audit, dashboard, events, services, session_pages, users
+from app.roles.manager.gui.render import page
+
+HERE = Path(__file__).resolve().parent.parent
+GUI_ROUTES = [*session_pages.ROUTES, *dashboard.ROUTES, *users.ROUTES, *audit.ROUTES, *events.ROUTES,
+              *services.ROUTES]
+# Scripts and styles come only from /static: no inline script runs, nothing loads from elsewhere.
+SECURITY_HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
+]
+
+
+def _to_login(request: Request, _: Unauthorized) -> Response:
+    if request.headers.get("hx-request"):
+        return Response("", status_code=401, headers={"HX-Redirect": "/login"})
+    return Redirect("/login?" + urlencode({"next": request.url.path}), status_code=303)
+
+
+def _forbidden(request: Request, exc: Forbidden) -> Response:
+    if exc.reason == "password_change_required":
+        return Redirect("/password", status_code=303)
+    return page(request, "error.html", "Not allowed", status=403, message=str(exc))
+
+
+def _not_found(request: Request, exc: NotFound) -> Response:
+    return page(request, "error.html", "Not found", status=404, message=str(exc))
+
+
+def _domain_error(request: Request, exc: DomainError) -> Response:
+    return page(request, "error.html", "Refused", status=exc.status_code, message=str(exc))
+
+
+def gui_router() -> Router:
+    return Router(
+        "/", route_handlers=GUI_ROUTES, guards=[authorize], include_in_schema=False,
+        response_headers=SECURITY_HEADERS,
+        dependencies=AUTH_DEPENDENCIES,
+        exception_handlers={Unauthorized: _to_login, Forbidden: _forbidden, NotFound: _not_found,
+                            DomainError: _domain_error},
+    )
+
+
+def static_router() -> Router:
+    return create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
+                                      opt={"public": True}, cache_control=None)
+
+
+def template_config() -> TemplateConfig:
+    environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                              trim_blocks=True, lstrip_blocks=True)
+    return TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment))

@@ -1,0 +1,111 @@
+"""GUI pages over HTTP: form login with its CSRF token, every page renders, errors sit next to their field."""
+
+from __future__ import annotations
+
+import re
+
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+
+from app.roles.manager.app import create_app
+from tests.conftest import SettingsFactory
+from tests.support.manager import DEFAULT_PASSWORD, create_user
+
+TOKEN = re.compile(r'name="(?:login_token|csrf_token)" value="([^"]+)"')
+
+
+def gui_login(client: TestClient, username: str, password: str = DEFAULT_PASSWORD) -> str:
+    """Log in through the form; returns the page's CSRF token."""
+    form = client.get("/login")
+    token = TOKEN.search(form.text)
+    assert token, form.text
+    response = client.post("/login", data={"login_token": token.group(1), "username": username,
+                                           "password": password, "next": "/"})
+    assert response.status_code == 200, response.text
+    csrf = TOKEN.search(response.text)
+    assert csrf
+    return csrf.group(1)
+
+
+def test_login_form_refuses_a_post_without_its_token(migrated: SettingsFactory) -> None:
+    """Login CSRF: a cross-site form cannot log a victim into the attacker's account."""
+    settings = migrated()
+    name = create_user(settings, role="viewer")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        response = client.post("/login", data={"username": name, "password": DEFAULT_PASSWORD})
+        assert response.status_code == 403 and "expired" in response.text
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_wrong_password_shows_an_error_and_anonymous_pages_redirect_to_login(migrated: SettingsFactory) -> None:
+    settings = migrated()
+    name = create_user(settings, role="viewer")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        redirect = client.get("/events", follow_redirects=False)
+        assert redirect.status_code == 303 and redirect.headers["location"] == "/login?next=%2Fevents"
+        token = TOKEN.search(client.get("/login").text)
+        assert token
+        response = client.post("/login", data={"login_token": token.group(1), "username": name, "password": "nope"})
+        assert response.status_code == 401 and "Wrong username or password" in response.text
+
+
+def test_every_page_renders_for_an_admin(migrated: SettingsFactory) -> None:
+    """Each GET page in the route table answers 200 with HTML and the security headers."""
+    settings = migrated()
+    name = create_user(settings, role="admin")
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        gui_login(client, name)
+        pages = [r.path for r in app.routes if isinstance(r, HTTPRoute) and "GET" in r.methods
+                 and not r.path.startswith(("/api", "/static", "/health")) and "{" not in r.path
+                 and r.path != "/login"]
+        assert "/" in pages and "/users" in pages
+        for path in pages:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text[:300])
+            assert "default-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_forms_show_validation_errors_next_to_the_field(migrated: SettingsFactory) -> None:
+    settings = migrated()
+    name = create_user(settings, role="admin")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+        response = client.post("/users", data={"csrf_token": csrf, "username": "bad name!", "password": "x" * 20,
+                                               "role": "viewer"})
+        assert response.status_code == 422
+        assert re.search(r'id="e-username">not in the expected form', response.text), response.text
+        weak = client.post("/users", data={"csrf_token": csrf, "username": "eve", "password": "short",
+                                           "role": "viewer"})
+        assert weak.status_code == 422 and 'id="e-password">the password must have at least 12' in weak.text
+        created = client.post("/users", data={"csrf_token": csrf, "username": "eve",
+                                              "password": "long-enough-password", "role": "operator"})
+        assert created.status_code == 200 and "User eve created." in created.text
+
+
+def test_viewer_sees_no_admin_pages_and_is_refused_them(migrated: SettingsFactory) -> None:
+    settings = migrated()
+    name = create_user(settings, role="viewer")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        gui_login(client, name)
+        home = client.get("/")
+        assert 'href="/users"' not in home.text and 'href="/audit"' not in home.text
+        assert client.get("/users").status_code == 403
+
+
+def test_first_login_goes_to_the_password_page_and_nowhere_else(migrated: SettingsFactory) -> None:
+    settings = migrated()
+    name = create_user(settings, role="admin", must_change_password=True)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+        assert client.get("/", follow_redirects=False).headers["location"] == "/password"
+        mismatch = client.post("/password", data={"csrf_token": csrf, "current_password": DEFAULT_PASSWORD,
+                                                  "new_password": "new-password-123",
+                                                  "confirm_password": "new-password-124"})
+        assert mismatch.status_code == 422 and 'id="e-confirm_password"' in mismatch.text
+        done = client.post("/password", data={"csrf_token": csrf, "current_password": DEFAULT_PASSWORD,
+                                              "new_password": "new-password-123",
+                                              "confirm_password": "new-password-123"})
+        assert done.status_code == 200 and "Password changed." in done.text
+        assert client.get("/users").status_code == 200
