@@ -1,4 +1,4 @@
-"""`python -m app migrate | serve ROLE | dispatcher | create-admin`: the entry points units and the deploy run."""
+"""`python -m app migrate | serve ROLE | dispatcher | create-admin | retention`: what units and the deploy run."""
 
 from __future__ import annotations
 
@@ -68,6 +68,21 @@ def _create_admin(settings: Settings, username: str, password_file: str) -> int:
     return 0
 
 
+def _retention(settings: Settings) -> int:
+    import psycopg
+
+    from app.domain.results.retention import run_retention
+
+    try:
+        report = run_retention(settings)
+    except psycopg.Error as exc:
+        print(f"mipo: retention failed: {type(exc).__name__}: {exc}".strip(), file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="mipo runtime entry points")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
@@ -77,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("role", choices=HTTP_ROLES)
     sub.add_parser("dispatcher", help="run the dispatcher (single instance; standby while another runs)")
     sub.add_parser("check-config", help="validate the settings file and exit")
+    sub.add_parser("retention", help="drop observations past the retention window (as the results schema owner)")
     admin = sub.add_parser("create-admin", help="create the first admin unless it exists (password change forced)")
     admin.add_argument("--username", default="admin")
     admin.add_argument("--password-file", required=True, help="file holding the initial password (root-only)")
@@ -109,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args.role)
     if args.command == "create-admin":
         return _create_admin(settings, args.username, args.password_file)
+    if args.command == "retention":
+        return _retention(settings)
     if args.command == "dispatcher":
         from app.roles.dispatcher.main import main as dispatcher_main
 
