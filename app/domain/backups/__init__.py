@@ -1,0 +1,1 @@
+"""Encrypted, signed backups of the three databases: dump, verify, restore, retention, freshness."""

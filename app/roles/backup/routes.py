@@ -1,0 +1,63 @@
+"""Handlers of the backup API: list, create, status, restore, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from litestar import delete, get, post
+from litestar.di import NamedDependency
+
+from app.config import Settings
+from app.domain.backups import cycle, service, signing
+from app.domain.backups.operations import OperationRunner
+from app.domain.backups.schemas import BackupRead, OperationRead, RestoreRequest, StatusRead
+from app.domain.backups.storage import DirectoryLock
+
+
+@get("/backups")
+async def list_backups(settings: NamedDependency[Settings]) -> list[BackupRead]:
+    return await asyncio.to_thread(service.list_backups, settings)
+
+
+@post("/backups", status_code=202)
+async def create_backup(settings: NamedDependency[Settings], runner: NamedDependency[OperationRunner]) -> OperationRead:
+    async def work() -> str:
+        return (await cycle.backup_cycle(settings)).backup_id
+
+    return runner.start("backup", None, work)
+
+
+@get("/status")
+async def backup_status(settings: NamedDependency[Settings], runner: NamedDependency[OperationRunner]) -> StatusRead:
+    backups = await asyncio.to_thread(service.list_backups, settings)
+    latest = next((b for b in backups if b.signature_valid), None)
+    window = timedelta(hours=settings.backup.freshness_hours)
+    fresh = latest is not None and latest.created_at >= datetime.now(UTC) - window
+    return StatusRead(runner.current, latest, fresh, settings.backup.freshness_hours)
+
+
+@post("/backups/{backup_id:str}/restore", status_code=202)
+async def restore_backup(backup_id: str, data: RestoreRequest, settings: NamedDependency[Settings],
+                         runner: NamedDependency[OperationRunner]) -> OperationRead:
+    # Cheap checks answer at once (unknown id, bad signature); the full verification runs in the operation.
+    key = signing.load_signing_key(settings)
+    await asyncio.to_thread(service.load_verified_manifest, settings, key, backup_id, checksums=False)
+    identity = data.identity
+
+    async def work() -> str:
+        await service.restore_backup(settings, backup_id, identity)
+        await cycle.record_event(settings, "backup_restored", f"backup {backup_id} restored", "warning")
+        return backup_id
+
+    return runner.start("restore", backup_id, work)
+
+
+@delete("/backups/{backup_id:str}")
+async def delete_backup(backup_id: str, settings: NamedDependency[Settings]) -> None:
+    lock = DirectoryLock(service.backup_root(settings))
+    lock.acquire()
+    try:
+        await asyncio.to_thread(service.delete_backup, settings, backup_id)
+    finally:
+        lock.release()
