@@ -56,11 +56,17 @@ def _recreate_if_image_changed(spec: HostSpec, dirs: hosts.HostDirs, image: Path
 
 def lab_up(progress: Progress = _quiet, root: Path | None = None) -> UpResult:
     """Image, key, bridges, firewall, apt proxy, then every host booted and answering (idempotent)."""
-    from appliance.image import ImageError, build_image
+    from appliance.image import ImageError, build_image, image_path
 
     _require_root()
     root = root or state_dir()
     with lab_lock(root):
+        # Building a new image deletes the old one, which running hosts still have mounted below them.
+        for spec in HOSTS:
+            dirs = hosts.HostDirs.of(root, spec.name)
+            if hosts.running_pid(dirs) is not None and hosts.recorded_image(dirs) != str(image_path()):
+                progress(f"the image changed: stopping {spec.name} before it is rebuilt")
+                hosts.stop(dirs)
         try:
             image = build_image(progress=True)
         except ImageError as exc:

@@ -144,7 +144,10 @@ def start(spec: HostSpec, dirs: HostDirs) -> int:
         stale = spec.host_side_interface(net.key)
         if network.link_exists(stale):  # left by a crash; nspawn would refuse to create it
             network.run(f"remove stale link {stale}", ["ip", "link", "del", stale])
-    pid = procs.start_detached(nspawn_argv(spec, dirs), dirs.log, dirs.pidfile)
+    # cgroup v2 inside every host, as on a real Debian 13 machine, even where this machine runs the
+    # hybrid layout (systemd 257 deprecates v1; BPF-based unit sandboxing needs v2).
+    env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+    pid = procs.start_detached(nspawn_argv(spec, dirs), dirs.log, dirs.pidfile, env)
     attach_links(spec, dirs, pid)
     return pid
 

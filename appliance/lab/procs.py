@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 
-def start_detached(argv: list[str], log: Path, pidfile: Path) -> int:
+def start_detached(argv: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None) -> int:
     """Start argv in its own session (it outlives the caller), output appended to log; return its pid."""
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 

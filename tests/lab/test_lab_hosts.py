@@ -41,6 +41,12 @@ def test_host_is_booted_with_its_addresses(lab: LabState, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_host_runs_the_unified_cgroup_hierarchy(lab: LabState, name: str) -> None:
+    """Hosts run cgroup v2 as a real Debian 13 machine does, so unit sandboxing behaves as in production."""
+    assert lab.run(name, "stat -fc %T /sys/fs/cgroup").stdout.strip() == "cgroup2fs"
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_host_has_no_default_route(lab: LabState, name: str) -> None:
     """No lab host has a default route (IPv4 or IPv6): nothing in the lab can reach the internet directly."""
     out = lab.run(name, "ip -4 route show default; ip -6 route show default").stdout
