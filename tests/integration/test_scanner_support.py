@@ -24,8 +24,8 @@ from app.db.connect import conninfo
 from app.db.migrate import migrate_all
 from app.domain.scanners import service as scanner_service
 from app.domain.scanners.schemas import Enrolment, ScannerCreate, TokenCreate
-from tests.support.postgres import PostgresServer
-from tests.support.services import serve_role, write_toml
+from tests.support.postgres import PostgresServer, free_port
+from tests.support.services import write_toml
 from tests.support.settings import make_settings, settings_document, write_credentials
 
 FAST_SCANNER = {"heartbeat_interval": 1.0, "offline_after": 3.0, "claim_long_poll": 5.0, "lease_seconds": 30.0}
@@ -37,6 +37,7 @@ class IngestEnv:
     owner: Settings
     tmp: Path
     log: Path
+    process: IngestProcess
 
     def dsn(self, which: str) -> str:
         return conninfo(self.owner, which, as_owner=True)  # type: ignore[arg-type]
@@ -99,6 +100,47 @@ class IngestEnv:
         raise AssertionError(f"job {job_id} not {statuses} within {timeout} s: {rows}; see {self.log}")
 
 
+class IngestProcess:
+    """`python -m app serve ingest` on a fixed loopback port, so it can be killed and restarted in place."""
+
+    def __init__(self, config: Path, creds: Path, log: Path) -> None:
+        self.port = free_port()
+        self.config = config.with_name(f"{config.stem}-ingest-{self.port}.toml")
+        self.config.write_text(config.read_text() + f'\n[ingest]\nlisten = "127.0.0.1:{self.port}"\n')
+        self.creds, self.log = creds, log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {"CREDENTIALS_DIRECTORY": str(self.creds), "PATH": "/usr/bin:/bin"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(self.config), "serve",
+                                          "ingest"], stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ingest exited with {self.proc.returncode}; see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"ingest did not become healthy within 30 s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a clean shutdown (in-flight requests get no answer)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @contextlib.contextmanager
 def ingest_env(pg: PostgresServer, tmp: Path, **overrides: object) -> Iterator[IngestEnv]:
     """Fresh migrated databases and a real ingest process (`python -m app serve ingest`) on loopback."""
@@ -110,15 +152,12 @@ def ingest_env(pg: PostgresServer, tmp: Path, **overrides: object) -> Iterator[I
     doc = settings_document(pg, dbs, "mipo_ingest", **{"scanner": FAST_SCANNER, **overrides})
     config = write_toml(doc, tmp / "mipo.toml")
     log = tmp / "ingest.log"
-    with serve_role(config, "ingest", creds, log) as url:
-        yield IngestEnv(url=url, owner=owner, tmp=tmp, log=log)
-
-
-@contextlib.contextmanager
-def serve_ingest_again(env: IngestEnv) -> Iterator[str]:
-    """Another ingest process on the same databases (used to restart ingest mid-stream)."""
-    with serve_role(env.tmp / "mipo.toml", "ingest", env.tmp / "creds", env.log) as url:
-        yield url
+    process = IngestProcess(config, creds, log)
+    process.start()
+    try:
+        yield IngestEnv(url=process.url, owner=owner, tmp=tmp, log=log, process=process)
+    finally:
+        process.stop()
 
 
 def fetch_agent(env: IngestEnv) -> Path:
