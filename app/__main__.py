@@ -1,4 +1,4 @@
-"""`python -m app migrate | serve ROLE | dispatcher | create-admin | retention`: what units and the deploy run."""
+"""`python -m app migrate | serve ROLE | dispatcher | create-admin | retention | backup-now`: unit entry points."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("dispatcher", help="run the dispatcher (single instance; standby while another runs)")
     sub.add_parser("check-config", help="validate the settings file and exit")
     sub.add_parser("retention", help="drop observations past the retention window (as the results schema owner)")
+    sub.add_parser("backup-now", help="back up the three databases, apply backup retention, check freshness (timer)")
     admin = sub.add_parser("create-admin", help="create the first admin unless it exists (password change forced)")
     admin.add_argument("--username", default="admin")
     admin.add_argument("--password-file", required=True, help="file holding the initial password (root-only)")
@@ -127,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _create_admin(settings, args.username, args.password_file)
     if args.command == "retention":
         return _retention(settings)
+    if args.command == "backup-now":
+        from app.domain.backups.cycle import backup_now_command
+
+        return backup_now_command(settings)
     if args.command == "dispatcher":
         from app.roles.dispatcher.main import main as dispatcher_main
 

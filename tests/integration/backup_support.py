@@ -54,7 +54,7 @@ def make_kit(server: PostgresServer, credentials: Path, tmp: Path, **backup: obj
         "admin_password_credential": ADMIN_PASSWORD,
         **backup,
     }
-    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = (credentials / API_TOKEN).read_text().strip()
     return BackupKit(str(identity), str(identity.to_public()), directory, token, {"backup": settings})
 
