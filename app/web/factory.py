@@ -46,7 +46,8 @@ def build_role_app(
     dependencies = {
         "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
         "pools": Provide(lambda: pools, use_cache=True, sync_to_thread=False),
-        "role": Provide(lambda: role, use_cache=True, sync_to_thread=False),
+        # Not "role": a dependency name shadows a body field of that name (users have a `role`) → 500.
+        "role_name": Provide(lambda: role, use_cache=True, sync_to_thread=False),
         **TRANSACTION_DEPENDENCIES,
         **(extra_dependencies or {}),
     }

@@ -53,6 +53,11 @@ async def _ensure_an_admin_remains(conn: AsyncConnection) -> None:
 
 async def update_user(conn: AsyncConnection, actor: str, user_id: int, data: UserUpdate) -> UserRead:
     before = await get_user(conn, user_id)
+    if before.username == actor and (data.disabled or data.password is not None
+                                     or (data.role is not None and data.role != before.role)):
+        # No self-lockout: one's own password changes on the password page, proving the current one.
+        raise Conflict("you cannot disable, demote or reset yourself; ask another admin "
+                       "(change your own password on the password page)", reason="self_change")
     changes: dict[str, Any] = {
         k: v for k, v in msgspec.structs.asdict(data).items() if v is not None and k != "password"
     }
