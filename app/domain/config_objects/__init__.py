@@ -1,0 +1,1 @@
+"""Objects operators configure for scans: subnets, exclusions, port lists, templates, scanner groups, schedules."""

@@ -1,0 +1,37 @@
+"""`/api/events`: stalls, recoveries, missed runs, changes — newest first; acknowledge to mark as seen."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get, post
+from litestar.params import Parameter
+from psycopg import AsyncConnection
+
+from app.domain.audit.service import record
+from app.domain.events.service import Event, list_events
+from app.errors import NotFound
+
+Id = Annotated[int, Parameter(ge=1, le=2**62)]
+EventClass = Annotated[str, Parameter(pattern=r"^[a-z_]{1,64}$")]
+
+
+@get("/events")
+async def get_events(config_conn: AsyncConnection, event_class: Annotated[EventClass | None, Parameter(
+        query="class")] = None, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        before_id: Id | None = None) -> list[Event]:
+    return await list_events(config_conn, event_class=event_class, limit=limit, before_id=before_id)
+
+
+@post("/events/{event_id:int}/acknowledge", status_code=200)
+async def acknowledge_event(event_id: Id, config_conn: AsyncConnection, actor: str) -> dict[str, int]:
+    cur = await config_conn.execute(
+        "UPDATE events SET acknowledged_at = coalesce(acknowledged_at, now()) WHERE id = %s RETURNING id",
+        (event_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"event {event_id} does not exist")
+    await record(config_conn, actor, "acknowledge", "event", event_id)
+    return {"id": event_id}
+
+
+ROUTES = [get_events, acknowledge_event]

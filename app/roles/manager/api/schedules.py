@@ -1,0 +1,43 @@
+"""`/api/schedules`: when templates run (cron or preset, time zone, jitter)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import delete, get, patch, post
+from litestar.params import Parameter
+from psycopg import AsyncConnection
+
+from app.domain.config_objects import schedules as service
+from app.domain.config_objects.schemas import ScheduleCreate, ScheduleRead, ScheduleUpdate
+
+Id = Annotated[int, Parameter(ge=1, le=2**62)]
+
+
+@get("/schedules")
+async def list_schedules(config_conn: AsyncConnection) -> list[ScheduleRead]:
+    return await service.list_schedules(config_conn)
+
+
+@post("/schedules")
+async def create_schedule(data: ScheduleCreate, config_conn: AsyncConnection, actor: str) -> ScheduleRead:
+    return await service.create_schedule(config_conn, actor, data)
+
+
+@get("/schedules/{schedule_id:int}")
+async def get_schedule(schedule_id: Id, config_conn: AsyncConnection) -> ScheduleRead:
+    return await service.get_schedule(config_conn, schedule_id)
+
+
+@patch("/schedules/{schedule_id:int}")
+async def update_schedule(schedule_id: Id, data: ScheduleUpdate, config_conn: AsyncConnection,
+                          actor: str) -> ScheduleRead:
+    return await service.update_schedule(config_conn, actor, schedule_id, data)
+
+
+@delete("/schedules/{schedule_id:int}")
+async def delete_schedule(schedule_id: Id, config_conn: AsyncConnection, actor: str) -> None:
+    await service.delete_schedule(config_conn, actor, schedule_id)
+
+
+ROUTES = [list_schedules, create_schedule, get_schedule, update_schedule, delete_schedule]
