@@ -147,7 +147,7 @@ def ingest_env(pg: PostgresServer, tmp: Path, **overrides: object) -> Iterator[I
     creds = tmp / "creds"
     write_credentials(creds)
     dbs = pg.create_appliance_databases(prefix=f"s{secrets.token_hex(3)}_")
-    owner = make_settings(pg, dbs, creds, "mipo_owner", **overrides)
+    owner = make_settings(pg, dbs, creds, "mipo_owner", **{"scanner": FAST_SCANNER, **overrides})
     migrate_all(owner)
     doc = settings_document(pg, dbs, "mipo_ingest", **{"scanner": FAST_SCANNER, **overrides})
     config = write_toml(doc, tmp / "mipo.toml")
