@@ -373,8 +373,8 @@ def test_stuck_pending_stuck_running_and_expired_each_raise_one_event(
     running = claim(jdsn, world["scanners"][0])
     assert running is not None
     _age(jdsn, "UPDATE jobs SET updated_at = now() - interval '16 minutes' WHERE id = %s", ids[1])
-    _age(jdsn, "UPDATE jobs SET started_at = now() - make_interval(secs => 4 * estimate_seconds) WHERE id = %s",
-         running["id"])
+    _age(jdsn, "UPDATE job_attempts a SET started_at = now() - make_interval(secs => 4 * j.estimate_seconds)"
+         " FROM jobs j WHERE j.id = a.job_id AND a.job_id = %s", running["id"])
     _age(jdsn, "UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = %s", ids[2])
     for _ in range(2):  # a second pass must not repeat the stall events
         run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
@@ -427,3 +427,42 @@ def test_repair_requests_are_carried_out_once_by_the_dispatcher(
     assert {j["scanner_id"] for j in jobs_of(jdsn, planned.run_id)} == {a}
     assert [e["action"] for e in events(cdsn, "repair")] == ["reassign", "drain"]
     assert json.dumps(events(cdsn, "repair")[0]["details"])
+
+
+def test_lease_expiry_against_the_ingest_claim_and_fence(migrated: SettingsFactory,
+                                                         owner_dsn: Callable[[str], str]) -> None:
+    """With ingest's own claim and lease check (as mipo_ingest): the dead scanner's token is refused after the
+    requeue, and the next claim gets a newer token that is accepted."""
+    from app.domain.jobs import repository as ingest_jobs
+    from app.domain.jobs.service import locked_lease
+    from app.errors import Conflict
+
+    dispatcher = migrated("mipo_dispatcher", **FAST)
+    ingest = migrated("mipo_ingest")
+    world = arrange(owner_dsn("config"), mode="mirror", scanners=1)
+    plan(dispatcher, world["template"])
+    sid = world["scanners"][0]
+
+    async def claim_one(_: AsyncConnection, jobs: AsyncConnection) -> dict[str, Any]:
+        async with jobs.transaction():
+            return (await ingest_jobs.claim(jobs, sid, 1, 300))[0]
+
+    def check(job_id: int, token: int) -> str:
+        async def work(_: AsyncConnection, jobs: AsyncConnection) -> str:
+            try:
+                async with jobs.transaction():
+                    await locked_lease(jobs, job_id, sid, token)
+                return "accepted"
+            except Conflict as exc:
+                return exc.reason
+        return run_async(ingest, work)
+
+    old = run_async(ingest, claim_one)
+    assert check(old["id"], old["lease_token"]) == "accepted"
+    _age(owner_dsn("jobs"), "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", old["id"])
+    run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
+    assert check(old["id"], old["lease_token"]) == "stale_lease"
+    new = run_async(ingest, claim_one)
+    assert new["id"] == old["id"] and new["lease_token"] > old["lease_token"] + 1
+    assert check(new["id"], new["lease_token"]) == "accepted"
+    assert check(old["id"], old["lease_token"]) == "stale_lease"
