@@ -8,6 +8,8 @@ from typing import Literal
 import msgspec
 
 MANIFEST_FORMAT = 1
+# The header carrying the manager's shared secret to the backup API.
+API_TOKEN_HEADER = "X-Mipo-Backup-Token"  # noqa: S105 - a header name, not a secret
 
 
 class DatabaseManifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -8,9 +8,10 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from app.config import ConfigError, Settings
+from app.domain.backups.schemas import API_TOKEN_HEADER
 from app.errors import Unauthorized, Unavailable
 
-TOKEN_HEADER = "X-Mipo-Backup-Token"  # noqa: S105 - a header name, not a secret
+TOKEN_HEADER = API_TOKEN_HEADER
 MIN_TOKEN_LENGTH = 32
 
 

@@ -25,3 +25,4 @@ from app.roles.manager.api import scanner_groups; API_ROUTES += scanner_groups.R
 from app.roles.manager.api import schedules; API_ROUTES += schedules.ROUTES  # noqa: E402, E702, I001
 from app.roles.manager.api import runs; API_ROUTES += runs.ROUTES  # noqa: E402, E702, I001
 from app.roles.manager.api import events; API_ROUTES += events.ROUTES  # noqa: E402, E702, I001
+from app.roles.manager.api import backups; API_ROUTES += backups.ROUTES  # noqa: E402, E702, I001
