@@ -466,3 +466,33 @@ def test_lease_expiry_against_the_ingest_claim_and_fence(migrated: SettingsFacto
     assert new["id"] == old["id"] and new["lease_token"] > old["lease_token"] + 1
     assert check(new["id"], new["lease_token"]) == "accepted"
     assert check(old["id"], old["lease_token"]) == "stale_lease"
+
+
+def test_finalisation_runs_change_detection_as_the_dispatcher_role(
+        dispatcher: Settings, owner_dsn: Callable[[str], str]) -> None:
+    """When a run finishes, the results helper's detection runs with the dispatcher's results-DB grants."""
+    cdsn, jdsn = owner_dsn("config"), owner_dsn("jobs")
+    world = arrange(cdsn, mode="mirror", scanners=1)
+    planned = plan(dispatcher, world["template"])
+    sid = world["scanners"][0]
+    with psycopg.connect(owner_dsn("results")) as conn:  # what ingest would have stored for the run
+        for job in jobs_of(jdsn, planned.run_id):
+            complete(jdsn, job["id"])
+            conn.execute("INSERT INTO run_coverage (run_id, job_id, scanner_id, targets, ports, complete)"
+                         " VALUES (%s, %s, %s, %s, %s, true)",
+                         (planned.run_id, job["id"], sid, json.dumps(job["targets"]), job["ports"]))
+        conn.execute("INSERT INTO observations (time, run_id, job_id, scanner_id, ip, port)"
+                     " VALUES (now(), %s, %s, %s, '198.18.0.1', 22)", (planned.run_id, job["id"], sid))
+
+    async def work(config: AsyncConnection, jobs: AsyncConnection) -> list[int]:
+        results = await AsyncConnection.connect(conninfo(dispatcher, "results"), autocommit=True)
+        try:
+            return await finalise_runs(config, jobs, results)
+        finally:
+            await results.close()
+
+    assert run_async(dispatcher, work) == [planned.run_id]
+    assert events(cdsn, "change_detection_failed") == []
+    with psycopg.connect(owner_dsn("results")) as conn:
+        summaries = conn.execute("SELECT run_id, scanner_id FROM run_summaries").fetchall()
+    assert summaries == [(planned.run_id, world["scanners"][0])]

@@ -60,17 +60,17 @@ async def answer_run_requests(config: AsyncConnection, jobs: AsyncConnection, se
     return planned
 
 
-def _change_detector() -> Any:
-    """The results helper's change detection, when that module is installed (it is optional here)."""
+def _change_detector() -> tuple[Any, Any]:
+    """The results helper's change detection (and its events), when that module is installed."""
     try:
         module = importlib.import_module("app.domain.results.changes")
     except ImportError:
-        return None
-    return getattr(module, "detect_changes_for_run", None)
+        return None, None
+    return getattr(module, "detect_and_report", None), getattr(module, "detect_changes_for_run", None)
 
 
 async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results: AsyncConnection | None) -> list[int]:
-    """Close runs whose jobs are all terminal, then compute their port changes."""
+    """Close runs whose jobs are all terminal, then compute their port changes (and emit change events)."""
     async with config.transaction(), jobs.transaction():
         finished = await repo.finish_runs(jobs)
         for run in finished:
@@ -79,16 +79,21 @@ async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results:
                        f" {run['ok']} of {run['total']} jobs completed",
                        severity="info" if run["status"] == "completed" else "warning", run_id=run["id"],
                        details={"status": run["status"], "jobs": run["total"], "completed": run["ok"]})
-    detect = _change_detector()
-    if detect is not None and results is not None:
-        for run in finished:
-            if run["ok"] == 0:
-                continue
-            try:
-                async with results.transaction():
-                    await detect(results, run["id"])
-            except Exception as exc:  # one run's detection failing must not stop the dispatcher
-                log.exception("change detection for run %s failed", run["id"])
-                await emit(config, "change_detection_failed", f"run {run['id']}: change detection failed: {exc}",
-                           severity="warning", run_id=run["id"])
+    detect_and_report, detect_only = _change_detector()
+    if results is None or (detect_and_report is None and detect_only is None):
+        return [run["id"] for run in finished]
+    for run in finished:
+        if run["ok"] == 0:
+            continue
+        try:
+            # Results commit before the events: detection is recorded per run, so a retry never doubles them.
+            async with config.transaction(), results.transaction():
+                if detect_and_report is not None:
+                    await detect_and_report(results, config, run["id"])
+                else:
+                    await detect_only(results, run["id"])
+        except Exception as exc:  # one run's detection failing must not stop the dispatcher
+            log.exception("change detection for run %s failed", run["id"])
+            await emit(config, "change_detection_failed", f"run {run['id']}: change detection failed: {exc}",
+                       severity="warning", run_id=run["id"])
     return [run["id"] for run in finished]

@@ -62,7 +62,8 @@ async def lead(settings: Settings, stop: asyncio.Event, lock: AsyncConnection) -
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable during a pass: %s", exc)
                 return  # reconnect everything, re-taking the lock first
-            except psycopg.Error:
+            except Exception:  # one bad pass (a bug, odd data) must not end the singleton; systemd would
+                # restart it anyway, but staying up keeps the lock and avoids a leader flap.
                 log.exception("dispatcher pass failed; retrying next tick")
             await _sleep(stop, d.tick_seconds)
     finally:
