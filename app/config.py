@@ -169,6 +169,8 @@ class Dispatcher(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stuck_running_factor: Annotated[float, msgspec.Meta(gt=1)] = 3.0
     expired_seconds: Seconds = 86400.0
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # A run that would need more jobs than this is refused (e.g. an IPv6 /64): it could never finish.
+    max_jobs_per_run: Annotated[int, msgspec.Meta(ge=1)] = 200_000
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -199,6 +199,15 @@ def test_a_template_with_nothing_to_scan_records_a_failed_run_and_an_event(
     assert [e["details"]["reason"] for e in events(owner_dsn("config"), "plan_failed")] == ["no_scanner"]
 
 
+def test_a_run_too_large_to_finish_is_refused_before_writing_jobs(
+        migrated: SettingsFactory, owner_dsn: Callable[[str], str]) -> None:
+    settings = migrated("mipo_dispatcher", dispatcher={"job_target_seconds": 60.0, "max_jobs_per_run": 10})
+    world = arrange(owner_dsn("config"), mode="mirror")
+    planned = plan(settings, world["template"])
+    assert planned.failed == "too_large" and jobs_of(owner_dsn("jobs"), planned.run_id) == []
+    assert "narrow the targets" in events(owner_dsn("config"), "plan_failed")[0]["message"]
+
+
 def test_out_of_scope_targets_are_never_planned(migrated: SettingsFactory, owner_dsn: Callable[[str], str]) -> None:
     settings = migrated("mipo_dispatcher", scope={"authorised": ["198.18.0.0/26"]}, **FAST)
     world = arrange(owner_dsn("config"), mode="split")

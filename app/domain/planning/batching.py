@@ -43,6 +43,16 @@ def batch_addresses(rate: int, port_count: int, job_seconds: float) -> int:
     return max(1, int(rate * job_seconds) // max(1, port_count))
 
 
+def job_count(targets: TargetSet, port_count: int, scanners: Sequence[ScannerSlot], mode: Mode,
+              template_rate: int, job_seconds: float) -> int:
+    """How many jobs plan_jobs would yield, computed without yielding them."""
+    if not scanners:
+        return 0
+    size = batch_addresses(min(effective_rate(s, template_rate) for s in scanners), port_count, job_seconds)
+    per_copy = sum(-(-iset.count() // size) for iset in (targets.v4, targets.v6))
+    return per_copy * (len(scanners) if mode == "mirror" else 1)
+
+
 def plan_jobs(targets: TargetSet, port_count: int, scanners: Sequence[ScannerSlot], mode: Mode,
               template_rate: int, job_seconds: float) -> Iterator[JobSpec]:
     """Stream the jobs of one run; memory stays proportional to one batch, not to the targets.

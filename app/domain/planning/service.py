@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from app.config import Settings
 from app.domain.events.service import emit
 from app.domain.planning import repository as repo
-from app.domain.planning.batching import Mode, ScannerSlot, plan_jobs
+from app.domain.planning.batching import Mode, ScannerSlot, job_count, plan_jobs
 from app.domain.ports.spec import PortSpecError, format_ports, parse_ports
 from app.domain.targets.addresses import TargetSet, TargetSyntaxError
 
@@ -83,8 +83,12 @@ async def create_run(config: AsyncConnection, jobs: AsyncConnection, settings: S
         return await fail("no_scanner", f"scanner group has no {what} scanner")
 
     port_count = ports.count()
-    specs = plan_jobs(targets, port_count, [ScannerSlot(m["id"], m["rate_limit"]) for m in usable], mode,
-                      tpl["rate"], settings.dispatcher.job_target_seconds)
+    slots = [ScannerSlot(m["id"], m["rate_limit"]) for m in usable]
+    expected = job_count(targets, port_count, slots, mode, tpl["rate"], settings.dispatcher.job_target_seconds)
+    if expected > settings.dispatcher.max_jobs_per_run:
+        return await fail("too_large", f"{targets.count()} addresses x {port_count} ports would need {expected}"
+                          f" jobs (limit {settings.dispatcher.max_jobs_per_run}); narrow the targets or ports")
+    specs = plan_jobs(targets, port_count, slots, mode, tpl["rate"], settings.dispatcher.job_target_seconds)
     options = {"timeout_ms": tpl["timeout_ms"], "banner": tpl["banner"], "tls": tpl["tls"]}
     count, cost, scanners = await repo.copy_jobs(jobs, run_id, specs, format_ports(ports), options,
                                                  settings.dispatcher.max_attempts)
