@@ -128,3 +128,34 @@ def test_dispatcher_stops_cleanly_on_sigterm_and_releases_the_lock(
     assert proc.wait(timeout=15) == 0
     assert lock_holder(pg, databases["jobs"]) is None
     assert "dispatcher stopped" in log.read_text()
+
+
+def test_restart_mid_due_time_with_real_processes_creates_no_duplicate_run(
+        start: Launcher, pg: PostgresServer, databases: dict[str, str], owner_dsn: Callable[[str], str]) -> None:
+    """Kill the leader right after it planned a due time, and roll next_run_at back to that due time (the
+    config update the crash lost): the restarted dispatcher answers the due time with the same single run."""
+    cdsn, jdsn = owner_dsn("config"), owner_dsn("jobs")
+    world = arrange(cdsn, mode="mirror")
+    with psycopg.connect(cdsn) as conn:
+        due = conn.execute("SELECT date_trunc('minute', now())").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO schedules (name, template_id, cron, next_run_at) VALUES ('every-minute', %s,"
+                     " '* * * * *', %s)", (world["template"], due))
+
+    def runs_for_due() -> int:
+        with psycopg.connect(jdsn) as conn:
+            return int(conn.execute("SELECT count(*) FROM scan_runs WHERE due_at = %s", (due,)).fetchone()[0])  # type: ignore[index]
+
+    first, _ = start("first")
+    wait_for(runs_for_due, 30, "the due time becoming a run")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    with psycopg.connect(cdsn) as conn:
+        conn.execute("UPDATE schedules SET next_run_at = %s", (due,))
+    second, _ = start("second")
+    marker = request_run(cdsn, world["template"])  # answered after the schedules in the same pass
+    wait_for(lambda: answered(cdsn, marker), 30, "the restarted dispatcher completing a pass")
+    assert runs_for_due() == 1
+    with psycopg.connect(cdsn) as conn:
+        next_due = conn.execute("SELECT next_run_at FROM schedules").fetchone()[0]  # type: ignore[index]
+    assert next_due > due
+    assert second.poll() is None
