@@ -6,6 +6,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from app.domain.overview.schemas import PortChange, RunningScan, ScannerCounts
+from app.domain.runs.schemas import RunRequestRead
 
 
 async def scanner_counts(conn: AsyncConnection, offline_after: float) -> ScannerCounts:
@@ -45,3 +46,13 @@ async def recent_changes(conn: AsyncConnection, limit: int = 15) -> list[PortCha
             (limit,),
         )
         return await cur.fetchall()
+
+
+async def run_request(conn: AsyncConnection, request_id: int) -> RunRequestRead | None:
+    """A "run now" request and, once the dispatcher answered it, its run id."""
+    async with conn.cursor(row_factory=class_row(RunRequestRead)) as cur:
+        await cur.execute(
+            "SELECT id, template_id, requested_by, requested_at, run_id FROM run_requests WHERE id = %s",
+            (request_id,),
+        )
+        return await cur.fetchone()

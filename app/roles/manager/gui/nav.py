@@ -17,10 +17,22 @@ class NavItem(NamedTuple):
 
 NAV: tuple[NavItem, ...] = (
     NavItem("/", "Dashboard", "Overview"),
+    NavItem("/scans", "Scans", "Overview"),
     NavItem("/events", "Events", "Overview"),
+    NavItem("/services", "Health", "Overview"),
+    NavItem("/scanners", "Scanners", "Scanning"),
+    NavItem("/scanner-groups", "Scanner groups", "Scanning"),
+    NavItem("/templates", "Templates", "Scanning"),
+    NavItem("/schedules", "Schedules", "Scanning"),
+    NavItem("/subnets", "Subnets", "Targets"),
+    NavItem("/subnet-groups", "Subnet groups", "Targets"),
+    NavItem("/exclusions", "Exclusions", "Targets"),
+    NavItem("/port-lists", "Port lists", "Targets"),
+    NavItem("/results", "Results explorer", "Results"),
+    NavItem("/changes", "Changes", "Results"),
+    NavItem("/hosts", "Host history", "Results"),
     NavItem("/users", "Users", "Administration", "admin"),
     NavItem("/audit", "Audit log", "Administration", "admin"),
-    NavItem("/services", "Health", "Administration"),
 )
 
 

@@ -15,12 +15,23 @@ from litestar.template.config import TemplateConfig
 
 from app.errors import DomainError, Forbidden, NotFound, Unauthorized
 from app.roles.manager.auth import AUTH_DEPENDENCIES, authorize
-from app.roles.manager.gui import audit, dashboard, events, services, session_pages, users
+from app.roles.manager.gui import (
+    audit,
+    config_pages,
+    dashboard,
+    events,
+    results_pages,
+    scanners,
+    scans,
+    services,
+    session_pages,
+    users,
+)
 from app.roles.manager.gui.render import page
 
 HERE = Path(__file__).resolve().parent.parent
 GUI_ROUTES = [*session_pages.ROUTES, *dashboard.ROUTES, *users.ROUTES, *audit.ROUTES, *events.ROUTES,
-              *services.ROUTES]
+              *services.ROUTES, *scanners.ROUTES, *config_pages.ROUTES, *scans.ROUTES, *results_pages.ROUTES]
 # Scripts and styles come only from /static: no inline script runs, nothing loads from elsewhere.
 SECURITY_HEADERS = [
     ResponseHeader(name="Content-Security-Policy", value=(

@@ -1,0 +1,74 @@
+"""Scans: run now, the list of runs, and one run with live progress (htmx polling while it runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+from litestar.response import Redirect, Template
+from psycopg import AsyncConnection
+
+from app.domain.config_objects.templates import list_templates
+from app.domain.overview.repository import run_request
+from app.domain.runs import repository as runs_repo
+from app.domain.runs import service as runs
+from app.domain.runs.schemas import RunRequestCreate
+from app.errors import NotFound
+from app.roles.manager.gui.params import Filters
+from app.roles.manager.gui.render import form_values, page, redirect
+
+Id = Annotated[int, Parameter(ge=1, le=2**62)]
+STATUSES = ("running", "completed", "partial", "failed", "cancelled")
+PER_PAGE = 50
+
+
+@get("/scans")
+async def scans_page(request: Request, jobs_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+    f = Filters(request)
+    status = f.text("status")
+    if status and status not in STATUSES:
+        f.errors["status"] = "unknown status"
+        status = None
+    rows = await runs_repo.list_runs(jobs_conn, status=status, template_id=f.integer("template_id", 1),
+                                     limit=PER_PAGE, before_id=f.integer("before_id", 1))
+    older = rows[-1].id if len(rows) == PER_PAGE else None
+    template = "_scans_table.html" if request.headers.get("hx-request") else "scans.html"
+    return page(request, template, "Scans", rows=rows, older=older, statuses=STATUSES, values=f.values,
+                errors=f.errors, templates=await list_templates(config_conn),
+                live=any(r.status == "running" for r in rows))
+
+
+@post("/scans/run")
+async def run_now(request: Request, config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+    raw = (await form_values(request)).get("template_id", "")
+    if not raw.isdigit():
+        return redirect("/templates", "Choose a template to run.")
+    made = await runs.request_run(config_conn, actor, RunRequestCreate(template_id=int(raw)))
+    return Redirect(f"/scans/requests/{made.id}", status_code=303)
+
+
+@get("/scans/requests/{request_id:int}")
+async def run_request_page(request: Request, request_id: Id, config_conn: AsyncConnection) -> Template | Response:
+    """Waits (polling) until the dispatcher turned the request into a run, then goes to that run."""
+    found = await run_request(config_conn, request_id)
+    if found is None:
+        raise NotFound(f"run request {request_id} does not exist")
+    if found.run_id is not None:
+        target = f"/scans/{found.run_id}"
+        if request.headers.get("hx-request"):
+            return Response("", headers={"HX-Redirect": target})
+        return Redirect(target, status_code=303)
+    return page(request, "run_request.html", "Run requested", found=found)
+
+
+@get("/scans/{run_id:int}")
+async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection) -> Template:
+    run = await runs.get_run(jobs_conn, run_id)
+    jobs = await runs_repo.list_jobs(jobs_conn, run_id, status=None, limit=500, after_id=None)
+    template = "_run_progress.html" if request.headers.get("hx-request") else "run.html"
+    return page(request, template, f"Scan #{run.id} — {run.template_name}", run=run, jobs=jobs)
+
+
+ROUTES = [scans_page, run_now, run_request_page, run_page]
