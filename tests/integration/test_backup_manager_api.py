@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import psycopg
+from litestar.testing import TestClient
 
 from app.db.connect import conninfo
 from tests.conftest import SettingsFactory
-from tests.integration.backup_support import make_kit, settings_db_names, table_fingerprints
-from tests.support.manager import manager_client
+from tests.integration.backup_support import fill_jobs_and_results, make_kit, settings_db_names, table_fingerprints
+from tests.support.manager import create_user, login, manager_client
 from tests.support.postgres import PostgresServer
 from tests.support.services import serve_role, write_toml
 from tests.support.settings import settings_document
@@ -42,6 +43,9 @@ def test_manager_backups_api_creates_lists_and_restores(pg: PostgresServer, migr
         backup_overrides = {**kit.overrides["backup"], "url": url}  # type: ignore[dict-item]
         manager = migrated("mipo_manager", backup=backup_overrides)
 
+        fill_jobs_and_results({k: conninfo(backup_settings, k, as_owner=True)  # type: ignore[arg-type]
+                               for k in ("jobs", "results")})
+        old_user = create_user(manager, "before-backup", role="viewer")
         with manager_client(manager, role="operator") as operator:
             started = operator.post("/api/backups")
             assert started.status_code == 202, started.text
@@ -69,6 +73,12 @@ def test_manager_backups_api_creates_lists_and_restores(pg: PostgresServer, migr
         with manager_client(manager, role="admin", username="checker") as admin:
             outcome = _wait(admin, "restore")
         assert outcome["state"] == "succeeded", outcome
+        # A user from before the backup logs in and sees the old results.
+        from app.roles.manager.app import create_app
+        with TestClient(create_app(manager), base_url="http://127.0.0.1") as client:
+            viewer = login(client, old_user)
+            runs = viewer.get("/api/results/runs")
+            assert runs.status_code == 200 and len(runs.json()) == 3, runs.text
         after = {k: table_fingerprints(pg, v) for k, v in names.items()}
         for k in ("jobs", "results"):
             assert after[k] == before[k]
