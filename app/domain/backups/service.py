@@ -209,20 +209,30 @@ async def _restore_one(settings: Settings, db: DatabaseManifest, dump: Path, wor
 
 
 async def restore_backup(settings: Settings, backup_id: str, identity: str) -> Manifest:
-    """Verify everything (signature, checksums, versions, decryption, archive) before touching a database.
+    """Verify everything (signature, versions, checksums, decryption, archive) before touching a database.
 
     Then each database is recreated closed to the services, restored with --exit-on-error (results
     between timescaledb_pre_restore and _post_restore), its row counts checked, and reopened.
     """
     key = signing.load_signing_key(settings)
-    manifest = await asyncio.to_thread(load_verified_manifest, settings, key, backup_id, checksums=True)
+    manifest = await asyncio.to_thread(load_verified_manifest, settings, key, backup_id, checksums=False)
     await check_versions(settings, manifest)
     root = backup_root(settings)
     with storage.private_workdir(root) as work:
+        # Checksums are taken on private copies, so the bytes decrypted are the bytes checked.
+        copies: dict[str, Path] = {}
+        for db in manifest.databases:
+            copy = work / db.file
+            digest, size = await asyncio.to_thread(storage.copy_and_hash, root / backup_id / db.file, copy)
+            if (digest, size) != (db.sha256, db.encrypted_bytes):
+                raise Invalid(f"backup {backup_id}: {db.file} does not match its SHA-256 in the manifest",
+                              reason="checksum_mismatch")
+            copies[db.name] = copy
         dumps: dict[str, Path] = {}
         for db in manifest.databases:
             out = work / f"{db.name}.dump"
-            await tools.decrypt(settings.backup, identity, root / backup_id / db.file, out)
+            await tools.decrypt(settings.backup, identity, copies[db.name], out)
+            copies[db.name].unlink()
             await tools.check_archive(settings.backup, out)
             dumps[db.name] = out
         # Nothing above wrote to a database; from here on each one is replaced in turn.
