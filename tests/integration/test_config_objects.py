@@ -140,3 +140,37 @@ def test_run_now_and_repairs_go_through_the_dispatcher(migrated: SettingsFactory
         assert viewer.get("/api/runs").status_code == 200
         assert viewer.post("/api/runs", json={"template_id": w["template"]}).status_code == 403
         assert viewer.post("/api/subnets", json={"name": "v", "cidr": "198.18.9.0/24"}).status_code == 403
+
+
+def test_hostile_input_gets_a_problem_document_never_a_server_error(manager_api: TestClient) -> None:  # noqa: F811
+    """Wrong types, huge ids, NUL bytes, unknown fields: each refused with a reason, no 5xx."""
+    huge = 2**70
+    cases = [
+        ("post", "/api/subnets", {"name": "a", "cidr": "198.18.0.0/24", "description": "x\x00y"}),
+        ("post", "/api/subnets", {"name": "a\x00", "cidr": "198.18.0.0/24"}),
+        ("post", "/api/subnets", {"name": "a", "cidr": "198.18.0.0/24", "extra": 1}),
+        ("post", "/api/subnets", {"name": "a", "cidr": "\x00"}),
+        ("post", "/api/exclusions", {"cidr": "198.18.0.0/24", "template_id": huge}),
+        ("post", "/api/exclusions", {"cidr": "198.18.0.0/24", "template_id": 424242}),
+        ("post", "/api/port-lists", {"name": "p", "spec": "1-65535," * 2000}),
+        ("post", "/api/port-lists", {"name": "p", "spec": "22/udp"}),
+        ("post", "/api/templates", {"name": "t", "port_list_id": 1, "scanner_group_id": 9999}),
+        ("post", "/api/templates", {"name": "t", "port_list_id": 1, "scanner_group_id": 1, "rate": 0}),
+        ("post", "/api/scanner-groups", {"name": "g", "mode": "broadcast"}),
+        ("post", "/api/scanner-groups", {"name": "g", "mode": "split", "scanner_ids": [123456]}),
+        ("post", "/api/schedules", {"name": "s", "template_id": 1, "cron": "* * * * *", "timezone": "../../etc"}),
+        ("post", "/api/schedules", {"name": "s", "template_id": 1, "cron": "\x00 * * * *"}),
+        ("post", "/api/runs", {"template_id": huge}),
+        ("post", "/api/runs", {"template_id": 31337}),
+        ("post", "/api/jobs/5/reassign", {"scanner_id": huge}),
+        ("post", "/api/jobs/5/fail", None),
+        ("post", "/api/scanners/777/drain", None),
+        ("get", "/api/events?class=DROP%20TABLE", None),
+        ("get", "/api/runs?status=bogus", None),
+        ("patch", "/api/subnets/1", {"cidr": 7}),
+        ("delete", "/api/schedules/99", None),
+    ]
+    for method, path, body in cases:
+        response = getattr(manager_api, method)(path, **({"json": body} if body is not None else {}))
+        assert 400 <= response.status_code < 500, (path, body, response.status_code, response.text)
+        assert response.json().get("reason"), (path, response.text)

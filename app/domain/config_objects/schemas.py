@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
+Text = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^[^\x00]*$")]  # PostgreSQL text has no NUL
 Cidr = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 IdList = Annotated[list[Id], msgspec.Meta(max_length=10_000)]

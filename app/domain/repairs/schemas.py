@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -12,7 +12,7 @@ RepairAction = Literal["redispatch", "reassign", "fail", "drain"]
 
 class ReassignBody(msgspec.Struct, forbid_unknown_fields=True):
     # None: the dispatcher picks the least-loaded online scanner of the run's group.
-    scanner_id: int | None = None
+    scanner_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
 
 
 class RepairRead(msgspec.Struct):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
 
 class RunRequestCreate(msgspec.Struct, forbid_unknown_fields=True):
-    template_id: int
+    template_id: Id
 
 
 class RunRequestRead(msgspec.Struct):

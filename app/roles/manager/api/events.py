@@ -13,12 +13,11 @@ from app.domain.events.service import Event, list_events
 from app.errors import NotFound
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
-EventClass = Annotated[str, Parameter(pattern=r"^[a-z_]{1,64}$")]
 
 
 @get("/events")
-async def get_events(config_conn: AsyncConnection, event_class: Annotated[EventClass | None, Parameter(
-        query="class")] = None, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+async def get_events(config_conn: AsyncConnection, event_class: Annotated[str | None, Parameter(
+        query="class", pattern=r"^[a-z_]{1,64}$")] = None, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         before_id: Id | None = None) -> list[Event]:
     return await list_events(config_conn, event_class=event_class, limit=limit, before_id=before_id)
 
