@@ -126,3 +126,21 @@ def test_backup_api_answers_only_the_manager_credential(pg: PostgresServer, migr
                          ).status_code in (401, 404)
         assert http.delete(f"/backups/{backup_id}", headers=good).status_code == 204
         assert backup_id not in [b["id"] for b in http.get("/backups", headers=good).json()]
+
+
+def test_a_failed_dump_leaves_no_partial_backup(pg: PostgresServer, migrated: SettingsFactory,
+                                                credentials_dir: Path, tmp_path: Path) -> None:
+    """pg_dump failing half-way through the databases: an error naming pg_dump, and nothing that looks
+    like a backup, an incomplete one or a leftover work file."""
+    from app.domain.backups.tools import ToolError
+    kit = make_kit(pg, credentials_dir, tmp_path, pg_bin="/nonexistent/bin")
+    settings = migrated("mipo_backup", **kit.overrides)
+    try:
+        asyncio.run(service.create_backup(settings))
+    except ToolError as exc:
+        assert "pg_dump failed" in str(exc)
+    else:
+        raise AssertionError("a backup without pg_dump succeeded")
+    assert list_backup_ids(kit.directory) == []
+    assert sorted(p.name for p in kit.directory.iterdir()) == [".work"]
+    assert list((kit.directory / ".work").iterdir()) == []
