@@ -9,25 +9,27 @@ from psycopg.rows import dict_row
 
 
 async def claim(conn: AsyncConnection, scanner_id: int, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-    """Lease up to `limit` pending jobs of this scanner; SKIP LOCKED lets concurrent claims pass each other."""
+    """Lease up to `limit` pending jobs of this scanner and record the attempts, in one statement.
+
+    SKIP LOCKED lets concurrent claims pass each other; the partial index jobs_claim_idx keeps it cheap.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "WITH picked AS ("
             "  SELECT id FROM jobs WHERE scanner_id = %(s)s AND status = 'pending'"
-            "  ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED)"
-            " UPDATE jobs j SET status = 'running', lease_token = j.lease_token + 1,"
+            "  ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED),"
+            " leased AS ("
+            "  UPDATE jobs j SET status = 'running', lease_token = j.lease_token + 1,"
             "   lease_expires_at = now() + make_interval(secs => %(lease)s), attempts = j.attempts + 1,"
             "   started_at = coalesce(j.started_at, now()), updated_at = now()"
-            " FROM picked WHERE j.id = picked.id"
-            " RETURNING j.id, j.run_id, j.lease_token, j.targets, j.ports, j.options, j.cost, j.attempts",
+            "  FROM picked WHERE j.id = picked.id"
+            "  RETURNING j.id, j.run_id, j.lease_token, j.targets, j.ports, j.options, j.cost, j.attempts),"
+            " attempt AS ("
+            "  INSERT INTO job_attempts (job_id, attempt, scanner_id, lease_token)"
+            "  SELECT id, attempts, %(s)s, lease_token FROM leased ON CONFLICT (job_id, attempt) DO NOTHING)"
+            " SELECT * FROM leased ORDER BY id",
             {"s": scanner_id, "n": limit, "lease": lease_seconds})
-        rows = await cur.fetchall()
-        if rows:
-            await cur.executemany(
-                "INSERT INTO job_attempts (job_id, attempt, scanner_id, lease_token) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (job_id, attempt) DO NOTHING",
-                [(r["id"], r["attempts"], scanner_id, r["lease_token"]) for r in rows])
-        return rows
+        return await cur.fetchall()
 
 
 async def lock_job(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:

@@ -45,11 +45,14 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), min(remaining, 5.0))
     claimed = []
-    async with results.connection() as rconn:
-        for r in rows:
-            # After the lease bump committed: any older-lease batch has either committed or will be refused.
-            first_seq = await ingest_repo.next_batch_seq(rconn, r["id"])
-            claimed.append(ClaimedJob(job_id=r["id"], run_id=r["run_id"], lease_token=r["lease_token"],
-                                      targets=r["targets"], ports=r["ports"], options=r["options"] or {},
-                                      cost=r["cost"], attempt=r["attempts"], first_batch_seq=first_seq))
+    for r in rows:
+        first_seq = 0
+        if r["lease_token"] > 1 or r["attempts"] > 1:
+            # After the lease bump committed: any older-lease batch has either committed or will be refused,
+            # so numbering continues after it and (job_id, batch_seq) never collides across attempts.
+            async with results.connection() as rconn:
+                first_seq = await ingest_repo.next_batch_seq(rconn, r["id"])
+        claimed.append(ClaimedJob(job_id=r["id"], run_id=r["run_id"], lease_token=r["lease_token"],
+                                  targets=r["targets"], ports=r["ports"], options=r["options"] or {},
+                                  cost=r["cost"], attempt=r["attempts"], first_batch_seq=first_seq))
     return claimed
