@@ -77,6 +77,8 @@ def test_backup_wipe_restore_gives_back_every_table(pg: PostgresServer, migrated
     for k in names:
         assert after[k] == before[k], f"{k} differs after restore"
     assert _chunks(pg, names["results"]) == chunks_before
+    with psycopg.connect(pg.dsn(names["results"])) as conn:  # timescaledb_post_restore() ran
+        assert conn.execute("SHOW timescaledb.restoring").fetchone() == ("off",)
 
     # The appliance works afterwards: each service role logs in with its usual grants.
     with psycopg.connect(conninfo(manager, "config")) as conn:
