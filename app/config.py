@@ -135,7 +135,7 @@ class Backup(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Credential files (never TOML values): the Ed25519 key signing manifests (PEM, PKCS#8) and the
     # shared secret the manager sends in X-Mipo-Backup-Token (the same file on both hosts).
     signing_key_credential: str = "backup-signing-key"
-    api_token_credential: str = "backup-api-token"
+    api_token_credential: str = "backup-api-token"  # noqa: S105 - a credential file name, not a secret
     # Backups dump as each database's schema owner; restores recreate the databases and the
     # TimescaleDB extension as provisioning does, which needs a superuser on every database server.
     admin_user: str = "postgres"
