@@ -81,7 +81,10 @@ class Agent:
     async def _heartbeat(self, first: bool = False) -> None:
         delay = 1.0
         while True:
-            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            try:
+                load = os.getloadavg()[0]
+            except (OSError, AttributeError):  # /proc/loadavg hidden by the unit's sandbox, or not Linux
+                load = 0.0
             try:
                 self._apply(await self._call(self._hb, "/scanner/v1/heartbeat",
                                              {"version": VERSION, "load": load, "running_jobs": self.running_jobs}))
