@@ -33,6 +33,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/hosts", "Host history", "Results"),
     NavItem("/users", "Users", "Administration", "admin"),
     NavItem("/audit", "Audit log", "Administration", "admin"),
+    NavItem("/backups", "Backups", "Administration"),
 )
 
 

@@ -17,6 +17,7 @@ from app.errors import DomainError, Forbidden, NotFound, Unauthorized
 from app.roles.manager.auth import AUTH_DEPENDENCIES, authorize
 from app.roles.manager.gui import (
     audit,
+    backups,
     config_pages,
     dashboard,
     events,
@@ -31,7 +32,8 @@ from app.roles.manager.gui.render import page
 
 HERE = Path(__file__).resolve().parent.parent
 GUI_ROUTES = [*session_pages.ROUTES, *dashboard.ROUTES, *users.ROUTES, *audit.ROUTES, *events.ROUTES,
-              *services.ROUTES, *scanners.ROUTES, *config_pages.ROUTES, *scans.ROUTES, *results_pages.ROUTES]
+              *services.ROUTES, *scanners.ROUTES, *config_pages.ROUTES, *scans.ROUTES, *results_pages.ROUTES,
+              *backups.ROUTES]
 # Scripts and styles come only from /static: no inline script runs, nothing loads from elsewhere.
 SECURITY_HEADERS = [
     ResponseHeader(name="Content-Security-Policy", value=(

@@ -1,0 +1,67 @@
+"""Backups page: freshness, the current operation (live), the list, back up now, restore (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.response import Template
+from psycopg import AsyncConnection
+
+from app.config import Settings
+from app.domain.audit.service import record
+from app.domain.backups.schemas import BackupRead, OperationRead, RestoreRequest, StatusRead
+from app.domain.backups.storage import BACKUP_ID
+from app.errors import DomainError, NotFound
+
+# The relay to the internal backup API lives with the /api/backups routes; the page uses the same one.
+from app.roles.manager.api.backups import _call as call_backup_api
+from app.roles.manager.gui.render import form_values, page, redirect
+
+ADMIN = {"min_role": "admin"}
+
+
+async def _state(settings: Settings) -> dict[str, Any]:
+    try:
+        status = msgspec.convert(await call_backup_api(settings, "GET", "/status"), StatusRead)
+        backups = msgspec.convert(await call_backup_api(settings, "GET", "/backups"), list[BackupRead])
+    except DomainError as exc:
+        return {"status": None, "backups": [], "unavailable": str(exc)}
+    return {"status": status, "backups": backups, "unavailable": ""}
+
+
+@get("/backups")
+async def backups_page(request: Request, settings: NamedDependency[Settings]) -> Template:
+    template = "_backup_status.html" if request.headers.get("hx-request") else "backups.html"
+    return page(request, template, "Backups", **await _state(settings))
+
+
+@post("/backups")
+async def backup_now(settings: NamedDependency[Settings], config_conn: AsyncConnection,
+                     actor: NamedDependency[str]) -> Response:
+    operation = msgspec.convert(await call_backup_api(settings, "POST", "/backups"), OperationRead)
+    await record(config_conn, actor, "backup.create", "backup_operation", operation.id, None, {"kind": operation.kind})
+    return redirect("/backups", "Backup started.")
+
+
+@post("/backups/{backup_id:str}/restore", opt=ADMIN)
+async def restore(request: Request, backup_id: str, settings: NamedDependency[Settings],
+                  config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+    if not BACKUP_ID.match(backup_id):
+        raise NotFound(f"no backup {backup_id!r}", reason="backup_not_found")
+    identity = (await form_values(request)).get("identity", "")
+    try:
+        data = msgspec.convert({"identity": identity}, RestoreRequest)
+    except msgspec.ValidationError as exc:
+        return page(request, "backups.html", "Backups", status=422, errors={f"identity-{backup_id}": str(exc)},
+                    **await _state(settings))
+    # As in the API: the identity is used for this one restore, never stored, logged or audited.
+    await record(config_conn, actor, "backup.restore", "backup", backup_id, None, {"backup_id": backup_id})
+    await call_backup_api(settings, "POST", f"/backups/{backup_id}/restore", {"identity": data.identity})
+    return redirect("/backups", f"Restore of {backup_id} started; sessions may end when the config database "
+                                "is replaced.")
+
+
+ROUTES = [backups_page, backup_now, restore]
