@@ -146,6 +146,13 @@ LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+RemoveIPC=yes
+PrivateMounts=yes
+PrivateUsers=yes
+DevicePolicy=closed
+KeyringMode=private
 
 [Install]
 WantedBy=multi-user.target
