@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
+import psycopg
 import pytest
 
 from app.db.connect import conninfo
 from tests.conftest import SettingsFactory
-from tests.support.results import changes, cover, detect, observe
+from tests.support.results import T0, changes, cover, detect, observe
 
 A, B = 1, 2
 NET = [["198.18.0.0", "198.18.0.255"]]
@@ -141,3 +143,28 @@ def test_each_vantage_point_is_compared_with_its_own_history(dsns: tuple[str, st
     cover(owner, 2, A, NET, "8080")
     cover(owner, 2, B, NET, "8080")
     assert [(c.scanner_id, c.change) for c in detect(dispatcher, 2)] == [(B, "closed")]
+
+
+def test_a_port_seen_twice_in_a_run_is_judged_by_its_latest_observation(dsns: tuple[str, str]) -> None:
+    """A retried job may report a port twice: the latest observation decides, and no duplicate state arises."""
+    owner, dispatcher = dsns
+    t = T0 + timedelta(hours=1)
+    observe(owner, 1, A, [("198.18.0.10", 22, "ssh", "v1")], at=t)
+    observe(owner, 1, A, [("198.18.0.10", 22, "ssh", "v1"), ("198.18.0.10", 80, "http", "old")],
+            at=t + timedelta(minutes=1), job_id=999)
+    observe(owner, 1, A, [("198.18.0.10", 80, "http", "new")], at=t + timedelta(minutes=2), job_id=998)
+    cover(owner, 1, A, NET, "1-1024")
+    assert detect(dispatcher, 1) == []
+    t2 = T0 + timedelta(hours=2)
+    # Run 2: the earlier copy of 22 differs, the later one equals the known state: no change for 22.
+    # Port 80's later copy differs from the known state ("new"): one change, with the latest banner.
+    observe(owner, 2, A, [("198.18.0.10", 22, "ssh", "v0"), ("198.18.0.10", 80, "http", "new")], at=t2)
+    observe(owner, 2, A, [("198.18.0.10", 22, "ssh", "v1"), ("198.18.0.10", 80, "http", "newer")],
+            at=t2 + timedelta(minutes=1), job_id=997)
+    cover(owner, 2, A, NET, "1-1024")
+    found = detect(dispatcher, 2)
+    assert [(c.port, c.change, c.after) for c in found] == [
+        (80, "service_changed", {"service": "http", "banner": "newer"})]
+    with psycopg.connect(owner) as conn:
+        summary = conn.execute("SELECT open_ports, hosts_up, changes FROM run_summaries WHERE run_id = 2").fetchone()
+    assert summary == (2, 1, 1)

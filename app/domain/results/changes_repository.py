@@ -1,4 +1,9 @@
-"""SQL of change detection: set-based statements over one run, its coverage and the last known port states."""
+"""SQL of change detection: one pass over a run's open set against the last known states, then small writes.
+
+The run's observations are read once and full-joined with port_state (the last known state of
+each (scanner, address, port) ever seen open); only rows that differ land in the temp table mipo_diff, so
+everything after the join works on the changes, not on the run. Unchanged open ports cost no write.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,27 @@ from psycopg.rows import class_row
 
 from app.domain.results.schemas import PortChangeRead
 
-# Scanners of the run whose changes were not detected yet (run_summaries is the ledger).
+# Scanners with observations in the run (loose index scan: one probe per scanner, not one row per result)
+# or coverage, whose changes were not detected yet: run_summaries is the ledger.
 PENDING_SCANNERS = """
+WITH RECURSIVE seen AS (
+    (SELECT scanner_id FROM observations WHERE run_id = %(run)s ORDER BY scanner_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT o.scanner_id FROM observations o WHERE o.run_id = %(run)s AND o.scanner_id > seen.scanner_id
+            ORDER BY o.scanner_id LIMIT 1)
+    FROM seen WHERE seen.scanner_id IS NOT NULL
+)
 SELECT s.scanner_id FROM (
-    SELECT DISTINCT scanner_id FROM run_coverage WHERE run_id = %(run)s
+    SELECT scanner_id FROM seen WHERE scanner_id IS NOT NULL
     UNION
-    SELECT DISTINCT scanner_id FROM observations WHERE run_id = %(run)s
+    SELECT DISTINCT scanner_id FROM run_coverage WHERE run_id = %(run)s
 ) s
 WHERE NOT EXISTS (SELECT 1 FROM run_summaries r WHERE r.run_id = %(run)s AND r.scanner_id = s.scanner_id)
 ORDER BY 1
 """
 
-# This run's complete coverage; stored in coverage_cells only after the comparison, so the GiST look-ups
-# for "was it covered before" see earlier runs only.
+# This run's complete coverage; stored in coverage_cells only after the comparison, so the look-ups for
+# "was it covered before" see earlier runs only.
 RUN_CELLS = """
 CREATE TEMP TABLE mipo_cells ON COMMIT DROP AS
 SELECT job_id, scanner_id, finished_at, ips, ports
@@ -27,115 +40,172 @@ FROM coverage_rectangles(%(run)s)
 WHERE complete AND scanner_id = ANY(%(scanners)s)
 """
 
-STORE_COVERAGE = """
-INSERT INTO coverage_cells (run_id, job_id, scanner_id, finished_at, ips, ports)
-SELECT %(run)s, job_id, scanner_id, finished_at, ips, ports FROM mipo_cells
+TEMP_TABLES = """
+CREATE TEMP TABLE mipo_counts (scanner_id bigint, hosts_up bigint) ON COMMIT DROP;
+CREATE TEMP TABLE mipo_diff (
+    scanner_id bigint, ip inet, port integer, proto text,
+    seen boolean, time timestamptz, service text, banner text, tls_subject text, tls_not_after timestamptz,
+    tls_sha256 text,
+    known boolean, was_open boolean, s_service text, s_banner text, s_tls_subject text,
+    s_tls_not_after timestamptz, s_tls_sha256 text, since_run bigint
+) ON COMMIT DROP
 """
 
-# The run's open set, one row per (scanner, address, port): a retried job may have seen a port twice.
-CURRENT_OPEN = """
-CREATE TEMP TABLE mipo_cur ON COMMIT DROP AS
-SELECT DISTINCT ON (scanner_id, ip, port, proto)
-       scanner_id, ip, port, proto, time, service, banner, tls_subject, tls_not_after, tls_sha256
-FROM observations
-WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open'
-ORDER BY scanner_id, ip, port, proto, time DESC
+# Hosts up per scanner: one hash aggregate over the run's open observations.
+HOSTS = """
+INSERT INTO mipo_counts
+SELECT scanner_id, count(*) FROM (
+    SELECT scanner_id, ip FROM observations
+    WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open'
+    GROUP BY scanner_id, ip
+) h GROUP BY scanner_id
 """
 
-_SERVICE = "jsonb_build_object('service', {a}.service, 'banner', {a}.banner)"
-_TLS = ("jsonb_build_object('tls_sha256', {a}.tls_sha256, 'tls_subject', {a}.tls_subject,"
-        " 'tls_not_after', {a}.tls_not_after)")
-_STATE = ("jsonb_build_object('service', {a}.service, 'banner', {a}.banner, 'tls_sha256', {a}.tls_sha256,"
-          " 'tls_subject', {a}.tls_subject, 'tls_not_after', {a}.tls_not_after)")
+# The run's open observations against the known states of the same scanners, in one hash full join;
+# only rows that differ (or are new, or vanished while open) are kept.
+DIFF = """
+INSERT INTO mipo_diff
+SELECT coalesce(c.scanner_id, s.scanner_id), coalesce(c.ip, s.ip), coalesce(c.port, s.port),
+       coalesce(c.proto, s.proto),
+       c.scanner_id IS NOT NULL, c.time, c.service, c.banner, c.tls_subject, c.tls_not_after, c.tls_sha256,
+       s.scanner_id IS NOT NULL, s.open, s.service, s.banner, s.tls_subject, s.tls_not_after, s.tls_sha256,
+       s.since_run
+FROM (SELECT * FROM observations
+      WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open') c
+FULL JOIN (SELECT * FROM port_state WHERE scanner_id = ANY(%(scanners)s)) s
+       ON c.ip = s.ip AND c.port = s.port AND c.proto = s.proto AND c.scanner_id = s.scanner_id
+WHERE s.scanner_id IS NULL
+   OR (c.scanner_id IS NULL AND s.open)
+   OR (c.scanner_id IS NOT NULL AND (NOT s.open OR c.service IS DISTINCT FROM s.service
+       OR c.banner IS DISTINCT FROM s.banner OR c.tls_sha256 IS DISTINCT FROM s.tls_sha256))
+"""
+
+# A port observed more than once in the run (a retried job) is judged by its latest observation. For known
+# ports (few rows: only those that differ) drop superseded copies here — inside the diff, and where a later
+# observation equal to the known state left no row in it. Copies of *new* ports are resolved by inserting
+# latest first with ON CONFLICT DO NOTHING (below), which costs nothing when there are none.
+DEDUPE_KNOWN = """
+DELETE FROM mipo_diff a USING mipo_diff b
+WHERE a.seen AND a.known AND b.seen AND b.known AND a.ip = b.ip AND a.port = b.port AND a.proto = b.proto
+  AND a.scanner_id = b.scanner_id AND (b.time, b.ctid) > (a.time, a.ctid)
+"""
+DEDUPE_SUPERSEDED = """
+DELETE FROM mipo_diff d
+WHERE d.seen AND d.known AND EXISTS (
+    SELECT 1 FROM observations o
+    WHERE o.ip = d.ip AND o.port = d.port AND o.proto = d.proto AND o.scanner_id = d.scanner_id
+      AND o.run_id = %(run)s AND o.state = 'open' AND o.time > d.time)
+"""
+
+# Does any earlier complete coverage of these scanners touch the addresses first seen in this run?
+# When not (a first scan, or new space), the per-address look-up below is skipped.
+EARLIER_COVERAGE = """
+SELECT EXISTS (
+    SELECT 1 FROM coverage_cells cc
+    JOIN (SELECT scanner_id, min(ip) AS lo, max(ip) AS hi FROM mipo_diff WHERE seen AND NOT known
+          GROUP BY scanner_id, family(ip)) n
+      ON cc.scanner_id = n.scanner_id AND cc.ips && inetrange(n.lo, n.hi, '[]')
+)
+"""
+
+_SERVICE = "jsonb_build_object('service', {p}service, 'banner', {p}banner)"
+_TLS = ("jsonb_build_object('tls_sha256', {p}tls_sha256, 'tls_subject', {p}tls_subject,"
+        " 'tls_not_after', {p}tls_not_after)")
+_STATE = ("jsonb_build_object('service', {p}service, 'banner', {p}banner, 'tls_sha256', {p}tls_sha256,"
+          " 'tls_subject', {p}tls_subject, 'tls_not_after', {p}tls_not_after)")
 
 
-def _j(template: str, alias: str) -> str:
-    return template.format(a=alias)
+def _j(template: str, prefix: str) -> str:
+    return template.format(p=prefix)
 
 
-# Every change of the run against the last known state (port_state) and earlier complete coverage.
-# A port counts as closed only inside this run's *complete* coverage (coverage_cells holds nothing else),
-# and as opened only where its earlier state was known: closed in port_state, or inside an earlier
-# complete coverage of the same scanner. A port first seen where nothing was covered before is a baseline.
-CHANGES = f"""
-CREATE TEMP TABLE mipo_changes ON COMMIT DROP AS
-SELECT c.scanner_id, c.ip, c.port, c.proto, 'service_changed'::text AS change, s.since_run AS previous_run_id,
-       {_j(_SERVICE, 's')} AS before, {_j(_SERVICE, 'c')} AS after
-FROM mipo_cur c JOIN port_state s USING (scanner_id, ip, port, proto)
-WHERE s.open AND (c.service IS DISTINCT FROM s.service OR c.banner IS DISTINCT FROM s.banner)
+# A port is closed only inside this run's *complete* coverage (mipo_cells holds nothing else), and opened
+# only where its earlier state was known: closed in port_state, or inside earlier complete coverage of the
+# same scanner. A port first seen where nothing was covered before is a baseline, not a change.
+_CHANGES = f"""
+SELECT scanner_id, ip, port, proto, 'service_changed'::text AS change, since_run AS previous_run_id,
+       {_j(_SERVICE, 's_')} AS before, {_j(_SERVICE, '')} AS after, time
+FROM mipo_diff WHERE seen AND known AND was_open
+  AND (service IS DISTINCT FROM s_service OR banner IS DISTINCT FROM s_banner)
 UNION ALL
-SELECT c.scanner_id, c.ip, c.port, c.proto, 'certificate_changed', s.since_run,
-       {_j(_TLS, 's')}, {_j(_TLS, 'c')}
-FROM mipo_cur c JOIN port_state s USING (scanner_id, ip, port, proto)
-WHERE s.open AND c.tls_sha256 IS DISTINCT FROM s.tls_sha256
+SELECT scanner_id, ip, port, proto, 'certificate_changed', since_run, {_j(_TLS, 's_')}, {_j(_TLS, '')}, time
+FROM mipo_diff WHERE seen AND known AND was_open AND tls_sha256 IS DISTINCT FROM s_tls_sha256
 UNION ALL
-SELECT c.scanner_id, c.ip, c.port, c.proto, 'opened', s.since_run, NULL, {_j(_STATE, 'c')}
-FROM mipo_cur c JOIN port_state s USING (scanner_id, ip, port, proto)
-WHERE NOT s.open
+SELECT scanner_id, ip, port, proto, 'opened', since_run, NULL, {_j(_STATE, '')}, time
+FROM mipo_diff WHERE seen AND known AND NOT was_open
 UNION ALL
-SELECT n.scanner_id, n.ip, n.port, n.proto, 'opened', k.run_id, NULL, {_j(_STATE, 'n')}
-FROM (SELECT * FROM mipo_cur c WHERE c.proto = 'tcp' AND NOT EXISTS (
-          SELECT 1 FROM port_state s WHERE s.scanner_id = c.scanner_id AND s.ip = c.ip
-          AND s.port = c.port AND s.proto = c.proto)) n
+SELECT d.scanner_id, d.ip, d.port, d.proto, 'opened', k.run_id, NULL, {_j(_STATE, 'd.')}, d.time
+FROM mipo_diff d
 CROSS JOIN LATERAL (
     SELECT max(cc.run_id) AS run_id FROM coverage_cells cc
-    WHERE cc.scanner_id = n.scanner_id AND cc.ips @> n.ip AND cc.ports @> n.port
+    WHERE cc.scanner_id = d.scanner_id AND cc.ips @> d.ip AND cc.ports @> d.port
 ) k
-WHERE k.run_id IS NOT NULL
+WHERE %(earlier)s AND d.seen AND NOT d.known AND d.proto = 'tcp' AND k.run_id IS NOT NULL
 UNION ALL
-SELECT s.scanner_id, s.ip, s.port, s.proto, 'closed', s.since_run, {_j(_STATE, 's')}, NULL
-FROM port_state s
-WHERE s.scanner_id = ANY(%(scanners)s) AND s.open AND s.proto = 'tcp'
-  AND NOT EXISTS (SELECT 1 FROM mipo_cur c WHERE c.scanner_id = s.scanner_id AND c.ip = s.ip
-                  AND c.port = s.port AND c.proto = s.proto)
-  AND EXISTS (SELECT 1 FROM mipo_cells cc WHERE cc.scanner_id = s.scanner_id
-              AND cc.ips @> s.ip AND cc.ports @> s.port)
+SELECT d.scanner_id, d.ip, d.port, d.proto, 'closed', d.since_run,
+       jsonb_build_object('service', d.s_service, 'banner', d.s_banner, 'tls_sha256', d.s_tls_sha256,
+                          'tls_subject', d.s_tls_subject, 'tls_not_after', d.s_tls_not_after), NULL, d.time
+FROM mipo_diff d
+WHERE NOT d.seen AND d.was_open AND d.proto = 'tcp'
+  AND EXISTS (SELECT 1 FROM mipo_cells m WHERE m.scanner_id = d.scanner_id AND m.ips @> d.ip
+              AND m.ports @> d.port)
 """
 
-STORE_CHANGES = """
+STORE_CHANGES = f"""
 INSERT INTO port_changes (run_id, previous_run_id, scanner_id, ip, port, proto, change, before, after)
-SELECT %(run)s, previous_run_id, scanner_id, ip, port, proto, change, before, after FROM mipo_changes
-ORDER BY scanner_id, ip, port, change
+SELECT %(run)s, previous_run_id, scanner_id, ip, port, proto, change, before, after FROM ({_CHANGES}) ch
+ORDER BY scanner_id, ip, port, change, time DESC NULLS LAST  -- the latest copy of a port seen twice wins
 ON CONFLICT (run_id, scanner_id, ip, port, proto, change) DO NOTHING
 RETURNING id, detected_at, run_id, previous_run_id, scanner_id, host(ip) AS ip, port, proto, change, before, after
 """
 
 # Only rows whose state changed are written: an unchanged open port costs a join, not an update.
-STATE_REOPEN_OR_UPDATE = """
-UPDATE port_state s SET open = true, service = c.service, banner = c.banner, tls_subject = c.tls_subject,
-       tls_not_after = c.tls_not_after, tls_sha256 = c.tls_sha256,
-       since_run = CASE WHEN s.open THEN s.since_run ELSE %(run)s END,
-       since_at = CASE WHEN s.open THEN s.since_at ELSE c.time END
-FROM mipo_cur c
-WHERE c.scanner_id = s.scanner_id AND c.ip = s.ip AND c.port = s.port AND c.proto = s.proto
-  AND (NOT s.open OR c.service IS DISTINCT FROM s.service OR c.banner IS DISTINCT FROM s.banner
-       OR c.tls_sha256 IS DISTINCT FROM s.tls_sha256)
+STATE_UPDATE_SEEN = """
+UPDATE port_state s SET open = true, service = d.service, banner = d.banner, tls_subject = d.tls_subject,
+       tls_not_after = d.tls_not_after, tls_sha256 = d.tls_sha256,
+       since_run = CASE WHEN d.was_open THEN s.since_run ELSE %(run)s END,
+       since_at = CASE WHEN d.was_open THEN s.since_at ELSE d.time END
+FROM mipo_diff d
+WHERE d.seen AND d.known
+  AND s.ip = d.ip AND s.port = d.port AND s.proto = d.proto AND s.scanner_id = d.scanner_id
 """
 
 STATE_CLOSE = """
 UPDATE port_state s SET open = false, since_run = %(run)s, since_at = now()
-FROM mipo_changes ch
-WHERE ch.change = 'closed' AND ch.scanner_id = s.scanner_id AND ch.ip = s.ip AND ch.port = s.port
-  AND ch.proto = s.proto
+FROM port_changes p
+WHERE p.run_id = %(run)s AND p.scanner_id = ANY(%(scanners)s) AND p.change = 'closed'
+  AND s.ip = p.ip AND s.port = p.port AND s.proto = p.proto AND s.scanner_id = p.scanner_id
 """
 
 STATE_INSERT_NEW = """
 INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_subject, tls_not_after,
                         tls_sha256, first_seen_run, first_seen_at, since_run, since_at)
-SELECT c.scanner_id, c.ip, c.port, c.proto, true, c.service, c.banner, c.tls_subject, c.tls_not_after,
-       c.tls_sha256, %(run)s, c.time, %(run)s, c.time
-FROM mipo_cur c
-WHERE NOT EXISTS (SELECT 1 FROM port_state s WHERE s.scanner_id = c.scanner_id AND s.ip = c.ip
-                  AND s.port = c.port AND s.proto = c.proto)
+SELECT scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
+       %(run)s, time, %(run)s, time
+FROM mipo_diff WHERE seen AND NOT known
+ORDER BY ip, port, proto, scanner_id, time DESC  -- index order (fast appends); the latest copy first
+ON CONFLICT DO NOTHING
 """
 
+STORE_COVERAGE = """
+INSERT INTO coverage_cells (run_id, job_id, scanner_id, finished_at, ips, ports)
+SELECT %(run)s, job_id, scanner_id, finished_at, ips, ports FROM mipo_cells
+"""
+
+# The run's open ports without re-reading it: open now in port_state, plus those this run closed, minus
+# those open before that it did not see (outside its coverage, so still open).
 SUMMARIES = """
 INSERT INTO run_summaries (run_id, scanner_id, open_ports, hosts_up, changes)
 SELECT %(run)s, v.scanner_id,
-       (SELECT count(*) FROM mipo_cur c WHERE c.scanner_id = v.scanner_id),
-       (SELECT count(DISTINCT ip) FROM mipo_cur c WHERE c.scanner_id = v.scanner_id),
-       (SELECT count(*) FROM port_changes p WHERE p.run_id = %(run)s AND p.scanner_id = v.scanner_id)
+       coalesce(st.open_now, 0) + coalesce(ch.closed, 0)
+       - (SELECT count(*) FROM mipo_diff d WHERE d.scanner_id = v.scanner_id AND NOT d.seen AND d.was_open),
+       coalesce(h.hosts_up, 0), coalesce(ch.total, 0)
 FROM unnest(%(scanners)s::bigint[]) AS v(scanner_id)
+LEFT JOIN mipo_counts h ON h.scanner_id = v.scanner_id
+LEFT JOIN (SELECT scanner_id, count(*) AS open_now FROM port_state
+           WHERE open AND scanner_id = ANY(%(scanners)s) GROUP BY scanner_id) st ON st.scanner_id = v.scanner_id
+LEFT JOIN (SELECT scanner_id, count(*) AS total, count(*) FILTER (WHERE change = 'closed') AS closed
+           FROM port_changes WHERE run_id = %(run)s GROUP BY scanner_id) ch ON ch.scanner_id = v.scanner_id
 ON CONFLICT (run_id, scanner_id) DO NOTHING
 """
 
@@ -147,21 +217,28 @@ async def pending_scanners(conn: AsyncConnection, run_id: int) -> list[int]:
 
 async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> list[PortChangeRead]:
     """Run the detection statements in the caller's transaction; returns the changes stored."""
-    params = {"run": run_id, "scanners": scanners}
-    # Sorting and hashing a run's open set (up to millions of rows) in memory, for this transaction only.
-    await conn.execute("SET LOCAL work_mem = '128MB'")
-    await conn.execute("DROP TABLE IF EXISTS mipo_cur, mipo_changes, mipo_cells")
+    params: dict[str, object] = {"run": run_id, "scanners": scanners}
+    # Hashing and sorting a run's open set (up to millions of rows) in memory, for this transaction only;
+    # JIT compilation costs more than it saves on these one-off statements.
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    await conn.execute("SET LOCAL jit = off")
+    await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff")
     await conn.execute(RUN_CELLS, params)
-    await conn.execute(CURRENT_OPEN, params)
-    await conn.execute("ANALYZE mipo_cur")
-    await conn.execute(CHANGES, params)
+    await conn.execute(TEMP_TABLES)
+    await conn.execute(HOSTS, params)
+    await conn.execute(DIFF, params)
+    await conn.execute("ANALYZE mipo_diff")  # from 0 to millions of rows: the planner must know which
+    await conn.execute(DEDUPE_KNOWN)
+    await conn.execute(DEDUPE_SUPERSEDED, params)
+    row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
+    params["earlier"] = bool(row and row[0])
     async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
         await cur.execute(STORE_CHANGES, params)
         stored = await cur.fetchall()
-    await conn.execute(STATE_REOPEN_OR_UPDATE, params)
+    await conn.execute(STATE_UPDATE_SEEN, params)
     await conn.execute(STATE_CLOSE, params)
     await conn.execute(STATE_INSERT_NEW, params)
     await conn.execute(STORE_COVERAGE, params)
     await conn.execute(SUMMARIES, params)
-    await conn.execute("DROP TABLE mipo_cur, mipo_changes, mipo_cells")
+    await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")
     return stored

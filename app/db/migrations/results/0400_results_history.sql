@@ -58,12 +58,10 @@ CREATE TABLE port_state (
     first_seen_at   timestamptz NOT NULL,
     since_run       bigint NOT NULL,            -- the run that established the current state
     since_at        timestamptz NOT NULL,
-    PRIMARY KEY (scanner_id, ip, port, proto)
+    PRIMARY KEY (ip, port, proto, scanner_id)   -- address first: host history reads it by ip
 );
-CREATE INDEX port_state_ip_idx ON port_state (ip, port);
 
 CREATE INDEX port_changes_run_idx ON port_changes (run_id, id);
-CREATE INDEX port_changes_scanner_time_idx ON port_changes (scanner_id, detected_at DESC);
 
 GRANT SELECT ON coverage_cells, port_state TO mipo_manager, mipo_dispatcher, mipo_backup;
 GRANT INSERT ON coverage_cells TO mipo_dispatcher;

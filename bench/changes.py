@@ -1,0 +1,150 @@
+"""Benchmark: change detection over 1M observations in two runs, against the COPY ingest of the same rows;
+and the "what changed" query for 10k changes against a plain primary-key lookup of the same rows.
+
+Real PostgreSQL 17 + TimescaleDB (the test harness's server, started here). Run 1 is 125,000 hosts x 4 open
+ports; run 2 the same with 10,000 changes (2,500 each of closed, opened, banner changed, certificate changed),
+both fully covered by 128 complete jobs (/22 x 1-10000). Ingest = COPY of a run's rows (pre-rendered text, as
+`psql \\copy` sends it) into the hypertable with its indexes; detection = `detect_changes_for_run` as the
+dispatcher role, in one transaction.
+
+    .venv/bin/python bench/changes.py [--hosts 125000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import class_row
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.db.connect import conninfo
+from app.db.migrate import migrate_all
+from app.domain.results.changes import detect_changes_for_run
+from app.domain.results.repository import CHANGE_COLUMNS, list_changes
+from app.domain.results.schemas import ChangeFilter, PortChangeRead
+from tests.support.postgres import running_postgres
+from tests.support.settings import make_settings, write_credentials
+
+PORTS = (22, 80, 443, 8080)
+BASE = int(ipaddress.IPv4Address("198.18.0.0"))
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+EACH = 2_500  # changes of each kind in run 2
+
+
+def render(run: int, hosts: int, changed: bool) -> tuple[bytes, int]:
+    """COPY text of one run's observations: (time, run_id, job_id, scanner_id, ip, port, service, banner, sha)."""
+    at = (T0 + timedelta(hours=run)).isoformat()
+    lines: list[str] = []
+    for h in range(hosts):
+        ip = str(ipaddress.IPv4Address(BASE + h))
+        job = run * 1000 + h // 1024
+        for port in PORTS:
+            banner, sha = f"srv-{port}-v1", ("ab" * 32 if port == 443 else "\\N")
+            if changed:
+                if port == 8080 and h < EACH:
+                    continue  # closed
+                if port == 22 and h < EACH:
+                    banner = f"srv-{port}-v2"  # service changed
+                if port == 443 and h < EACH:
+                    sha = "cd" * 32  # certificate changed
+            lines.append(f"{at}\t{run}\t{job}\t1\t{ip}\t{port}\tsvc\t{banner}\t{sha}\n")
+        if changed and EACH <= h < 2 * EACH:
+            lines.append(f"{at}\t{run}\t{job}\t1\t{ip}\t3389\trdp\t\\N\t\\N\n")  # opened
+    return "".join(lines).encode(), len(lines)
+
+
+def copy_rows(dsn: str, data: bytes) -> float:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        start = time.perf_counter()
+        with cur.copy("COPY observations (time, run_id, job_id, scanner_id, ip, port, service, banner, tls_sha256)"
+                      " FROM STDIN") as copy:
+            for i in range(0, len(data), 1 << 20):
+                copy.write(data[i:i + (1 << 20)])
+        conn.commit()
+        return time.perf_counter() - start
+
+
+def coverage(dsn: str, run: int, hosts: int) -> None:
+    with psycopg.connect(dsn) as conn:
+        for j in range((hosts + 1023) // 1024):
+            first = str(ipaddress.IPv4Address(BASE + j * 1024))
+            last = str(ipaddress.IPv4Address(BASE + j * 1024 + 1023))
+            conn.execute("INSERT INTO run_coverage (run_id, job_id, scanner_id, targets, ports, complete, finished_at)"
+                         " VALUES (%s, %s, 1, %s, '1-10000', true, %s)",
+                         (run, run * 1000 + j, json.dumps([[first, last]]), T0 + timedelta(hours=run, minutes=30)))
+
+
+async def detect(dsn: str, run: int) -> tuple[float, int]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        start = time.perf_counter()
+        async with conn.transaction():
+            n = await detect_changes_for_run(conn, run)
+        return time.perf_counter() - start, n
+
+
+async def what_changed(dsn: str, run: int, repeats: int = 7) -> tuple[float, float, int]:
+    """Best-of timings: the API's changes query for a run vs a plain PK range lookup of the same rows."""
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        cur = await conn.execute("SELECT min(id), max(id), count(*) FROM port_changes WHERE run_id = %s", (run,))
+        row = await cur.fetchone()
+        assert row is not None
+        lo, hi, count = row
+        ours, plain = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            got = await list_changes(conn, ChangeFilter(run_ids=[run]), limit=count)
+            ours.append(time.perf_counter() - start)
+            assert len(got) == count
+            start = time.perf_counter()
+            async with conn.cursor(row_factory=class_row(PortChangeRead)) as c:
+                await c.execute(f"SELECT {CHANGE_COLUMNS} FROM port_changes WHERE id BETWEEN %s AND %s"
+                                " ORDER BY id DESC", (lo, hi))
+                assert len(await c.fetchall()) == count
+            plain.append(time.perf_counter() - start)
+        return min(ours), min(plain), int(count)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=125_000, help="hosts per run (4 open ports each)")
+    args = parser.parse_args()
+    with running_postgres() as server, tempfile.TemporaryDirectory() as tmp:
+        creds = Path(tmp)
+        write_credentials(creds)
+        dbs = server.create_appliance_databases(prefix="bench_")
+        settings = make_settings(server, dbs, creds, "mipo_dispatcher")
+        migrate_all(settings)
+        owner = conninfo(settings, "results", as_owner=True)
+        dispatcher = conninfo(settings, "results")
+        rows1, n1 = render(1, args.hosts, changed=False)
+        rows2, n2 = render(2, args.hosts, changed=True)
+        copy1 = copy_rows(owner, rows1)
+        coverage(owner, 1, args.hosts)
+        detect1, c1 = asyncio.run(detect(dispatcher, 1))
+        copy2 = copy_rows(owner, rows2)
+        coverage(owner, 2, args.hosts)
+        detect2, c2 = asyncio.run(detect(dispatcher, 2))
+        ours, plain, count = asyncio.run(what_changed(dispatcher, 2))
+
+    print(f"observations: run 1 {n1:,} rows, run 2 {n2:,} rows ({n1 + n2:,} in all)")
+    print(f"run 1 (baseline): COPY {copy1:.2f} s, detection {detect1:.2f} s -> {detect1 / copy1:.2f}x, {c1} changes")
+    print(f"run 2:            COPY {copy2:.2f} s, detection {detect2:.2f} s -> {detect2 / copy2:.2f}x, {c2:,} changes")
+    total = (detect1 + detect2) / (copy1 + copy2)
+    print(f"both runs: detection / ingest = {total:.2f}x (target <= 0.5x)")
+    print(f"what changed in run 2 ({count:,} changes): {ours * 1000:.1f} ms vs plain PK lookup "
+          f"{plain * 1000:.1f} ms -> {ours / plain:.2f}x (target < 100 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
