@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.domain.schedules.cron import CronError, jitter_offset, next_fire, parse_cron, validate, zone
 
@@ -81,3 +83,38 @@ def test_jitter_is_deterministic_per_schedule_and_bounded() -> None:
     assert len(offsets) > 10
     assert all(timedelta(0) <= o <= timedelta(seconds=300) for o in offsets)
     assert jitter_offset(7, 0) == timedelta(0)
+
+
+def _reference_next(expr: str, tz_name: str, after: datetime) -> datetime:
+    """Brute force: every wall-clock minute from 3 h before `after` to 2 days after, no shortcuts."""
+    from app.domain.schedules.cron import _instants
+
+    cron, tz = parse_cron(expr), zone(tz_name)
+    wall = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0) - timedelta(hours=3)
+    end = wall + timedelta(days=2)
+    found: list[datetime] = []
+    while wall < end:
+        if cron.day_matches(wall) and wall.hour in cron.hours and wall.minute in cron.minutes:
+            found.extend(i for i in _instants(wall, tz, cron) if i > after)
+        wall += timedelta(minutes=1)
+    return min(found)
+
+
+_TRANSITIONS = [  # Berlin, New York and Lord Howe DST changes (UTC instants, approximately)
+    datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC),
+    datetime(2026, 3, 8, 7, tzinfo=UTC), datetime(2026, 11, 1, 6, tzinfo=UTC),
+    datetime(2026, 4, 4, 15, tzinfo=UTC), datetime(2026, 10, 3, 15, 30, tzinfo=UTC)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(minutes=st.sets(st.integers(0, 59), min_size=1, max_size=4), hours=st.one_of(
+    st.just("*"), st.sets(st.integers(0, 23), min_size=1, max_size=4).map(lambda s: ",".join(map(str, sorted(s))))),
+    near=st.sampled_from(_TRANSITIONS), offset=st.integers(-6 * 3600, 6 * 3600),
+    tz_name=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"]))
+def test_next_fire_matches_brute_force_near_dst_changes(minutes: set[int], hours: str, near: datetime, offset: int,
+                                                        tz_name: str) -> None:
+    """The search shortcuts (start window, early stop) never change the answer, in several zones' DST changes
+    (Lord Howe shifts by 30 minutes)."""
+    expr = f"{','.join(map(str, sorted(minutes)))} {hours} * * *"
+    after = near + timedelta(seconds=offset)
+    assert next_fire(parse_cron(expr), zone(tz_name), after) == _reference_next(expr, tz_name, after)

@@ -135,21 +135,26 @@ def next_fire(cron: Cron, tz: ZoneInfo, after: datetime) -> datetime:
     start = (after.astimezone(tz).replace(tzinfo=None) - timedelta(hours=2)).replace(second=0, microsecond=0)
     day = start.replace(hour=0, minute=0)
     best: datetime | None = None
-    found_on: datetime | None = None
+    # UTC offsets of one zone differ by at most a few hours: a wall time this far past the best
+    # candidate's wall time cannot map to an earlier instant, so the search can stop there.
+    limit: datetime | None = None
     for _ in range(_HORIZON_DAYS):
-        # Folds shift instants by at most a few hours: one more day after a hit cannot beat it.
-        if found_on is not None and day > found_on + timedelta(days=1):
-            return best  # type: ignore[return-value]
+        if limit is not None and day > limit:
+            break
         if cron.day_matches(day):
             for hour in sorted(cron.hours):
+                if day + timedelta(hours=hour + 1) <= start:
+                    continue  # the whole hour lies before the search start
                 for minute in sorted(cron.minutes):
                     wall = day.replace(hour=hour, minute=minute)
                     if wall < start:
                         continue
+                    if limit is not None and wall > limit:
+                        return best  # type: ignore[return-value]
                     for instant in _instants(wall, tz, cron):
                         if instant > after and (best is None or instant < best):
                             best = instant
-                            found_on = found_on or day
+                            limit = best.astimezone(tz).replace(tzinfo=None) + timedelta(hours=3)
         day += timedelta(days=1)
     if best is not None:
         return best

@@ -16,7 +16,7 @@ from app.domain.schedules.cron import CronError, jitter_offset, next_fire, parse
 
 log = logging.getLogger("mipo.schedules")
 # Bound the catch-up walk after a long outage: past this, jump straight to the present.
-_MAX_MISSED_WALK = 10_000
+_MAX_MISSED_WALK = 100
 
 
 async def _enabled(config: AsyncConnection) -> list[dict[str, Any]]:
@@ -64,7 +64,8 @@ async def process_schedules(config: AsyncConnection, jobs: AsyncConnection, sett
                 due = next_fire(cron, tz, due) if len(missed) < _MAX_MISSED_WALK else next_fire(cron, tz, now)
             if missed:
                 await emit(config, "missed_run",
-                           f"schedule {sched['name']!r} missed {len(missed)} due time(s) from"
+                           f"schedule {sched['name']!r} missed {len(missed)}"
+                           f"{'+' if len(missed) >= _MAX_MISSED_WALK else ''} due time(s) from"
                            f" {missed[0].isoformat()} (the dispatcher was not running)",
                            severity="warning",
                            details={"schedule_id": sched["id"], "count": len(missed),
