@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from appliance.image import build_image
-from tests.integration.test_scanner_support import IngestEnv, ingest_env
+from tests.integration.test_scanner_support import FAST_SCANNER, IngestEnv, ingest_env
 from tests.support.postgres import PostgresServer
 
 HOST_SIDE, GUEST_SIDE, NET = "198.18.254.1", "198.18.254.2", "198.18.254.0/30"
@@ -210,3 +210,120 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
     finally:
         service.close()
         forwarder.close()
+
+
+class TLSForwarder:
+    """HTTPS on HOST_SIDE (a cert from the test appliance CA) → plain HTTP to the loopback ingest: the edge's role."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        import asyncio
+        import ssl
+
+        self.target = 0
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.sock = socket.create_server((HOST_SIDE, 0))
+        self.port = self.sock.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(timeout=10)
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(handle, sock=self.sock, ssl=self.context)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _ca_and_leaf(tmp: Path) -> tuple[Path, Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mipo test appliance CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST_SIDE))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path, leaf_path, key_path = tmp / "ca.pem", tmp / "edge.pem", tmp / "edge.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    leaf_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return ca_path, leaf_path, key_path
+
+
+def test_operator_command_pins_the_ca_over_tls(pg: PostgresServer, tmp_path: Path, container: Container) -> None:
+    """The exact command the manager shows (CA inline + fingerprint) installs over HTTPS; a wrong pin stops it."""
+    from app.domain.scanners.service import install_command
+
+    ca, leaf, key = _ca_and_leaf(tmp_path)
+    edge = TLSForwarder(leaf, key)
+    public_url = f"https://{HOST_SIDE}:{edge.port}"
+    try:
+        with ingest_env(pg, tmp_path / "appliance", public_url=public_url,
+                        scope={"authorised": ["127.0.0.0/8", NET]},
+                        scanner={**FAST_SCANNER, "ca_file": str(ca)}) as env:
+            edge.target = env.process.port
+            command, fingerprint = install_command(env.owner)
+            assert fingerprint and "| sudo sh -s -- --ca-sha256" in command
+            # As root in the container (no sudo there); no terminal, so the token comes from a file.
+            as_root = command.replace("| sudo sh -s --", "| sh -s --") + " --token-file /mnt/mipo/token"
+
+            enrolment = env.new_scanner("tls-scanner")
+            (container.share / "token").write_text(enrolment.token + "\n")
+            wrong = as_root.replace(fingerprint, "0" * 64)
+            refused = container.run(f"bash -c {_quote(wrong)}", check=False)
+            assert refused.returncode != 0 and "CA fingerprint mismatch" in refused.stderr, refused.stderr
+            assert container.run("test -e /opt/mipo-scanner/agent.pyz", check=False).returncode != 0
+
+            done = container.run(f"bash -c {_quote(as_root)}")
+            assert "enrolled as scanner tls-scanner" in done.stdout, done.stdout + done.stderr
+            toml = container.run("cat /etc/mipo-scanner/agent.toml").stdout
+            assert f'server_url = "{public_url}"' in toml and 'ca_file = "/etc/mipo-scanner/ca.pem"' in toml
+            _wait(lambda: _online(env, enrolment.scanner.id), 20, "heartbeats over HTTPS")
+    finally:
+        edge.close()
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
