@@ -375,25 +375,44 @@ def test_mirror_jobs_of_a_silent_scanner_wait_for_it(dispatcher: Settings, owner
 
 def test_stuck_pending_stuck_running_and_expired_each_raise_one_event(
         dispatcher: Settings, owner_dsn: Callable[[str], str]) -> None:
+    """Jobs queued behind a busy scanner are not stuck; once it has run nothing for 15 min they are."""
     cdsn, jdsn = owner_dsn("config"), owner_dsn("jobs")
     world = arrange(cdsn, mode="split", scanners=1)
     planned = plan(dispatcher, world["template"])
     ids = [j["id"] for j in jobs_of(jdsn, planned.run_id)]
     running = claim(jdsn, world["scanners"][0])
-    assert running is not None
+    assert running is not None and running["id"] == ids[0]
     _age(jdsn, "UPDATE jobs SET updated_at = now() - interval '16 minutes' WHERE id = %s", ids[1])
     _age(jdsn, "UPDATE job_attempts a SET started_at = now() - make_interval(secs => 4 * j.estimate_seconds)"
          " FROM jobs j WHERE j.id = a.job_id AND a.job_id = %s", running["id"])
     _age(jdsn, "UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = %s", ids[2])
+
+    def stalls() -> list[tuple[str, int, str | None]]:
+        return sorted((e["class"], e["job_id"], e["action"]) for e in events(cdsn)
+                      if e["class"] in ("stuck_pending", "stuck_running", "expired"))
+
     for _ in range(2):  # a second pass must not repeat the stall events
         run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
-    got = [(e["class"], e["job_id"], e["action"]) for e in events(cdsn)
-           if e["class"] in ("stuck_pending", "stuck_running", "expired")]
-    assert sorted(got) == sorted([("stuck_pending", ids[1], None), ("stuck_running", running["id"], None),
-                                  ("expired", ids[2], "fail")])
-    complete(jdsn, running["id"])
+    assert stalls() == [("expired", ids[2], "fail"), ("stuck_running", ids[0], None)]
+    # The scanner finished its job 16 minutes ago and claimed nothing since: now ids[1] is stuck.
+    _age(jdsn, "UPDATE jobs SET status = 'completed', finished_at = now() - interval '16 minutes' WHERE id = %s",
+         ids[0])
+    _age(jdsn, "UPDATE job_attempts SET started_at = now() - interval '20 minutes' WHERE job_id = %s", ids[0])
     run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
+    assert stalls() == [("expired", ids[2], "fail"), ("stuck_pending", ids[1], None), ("stuck_running", ids[0], None)]
     assert [e["details"]["stall"] for e in events(cdsn, "recovered")] == ["stuck_running"]
+
+
+def test_many_stalled_jobs_of_one_scanner_make_one_event(dispatcher: Settings,
+                                                         owner_dsn: Callable[[str], str]) -> None:
+    cdsn, jdsn = owner_dsn("config"), owner_dsn("jobs")
+    world = arrange(cdsn, mode="split", scanners=1)
+    planned = plan(dispatcher, world["template"])
+    n = len(jobs_of(jdsn, planned.run_id))
+    _age(jdsn, "UPDATE jobs SET updated_at = now() - interval '16 minutes'")
+    run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
+    stuck, = events(cdsn, "stuck_pending")
+    assert stuck["details"]["jobs"] == n and stuck["scanner_id"] == world["scanners"][0]
 
 
 def test_run_finishes_when_all_jobs_are_terminal(dispatcher: Settings, owner_dsn: Callable[[str], str]) -> None:

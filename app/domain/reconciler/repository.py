@@ -51,6 +51,11 @@ async def recovered_jobs(conn: AsyncConnection) -> list[dict[str, Any]]:
         "UPDATE jobs SET stall_class = NULL, stall_since = NULL, stall_token = NULL"
         " WHERE stall_class IS NOT NULL AND status IN ('failed', 'cancelled')"
     )
+    # Jobs that waited for a silent scanner recover with it: its own recovery event speaks for them.
+    await conn.execute(
+        "UPDATE jobs SET stall_class = NULL, stall_since = NULL, stall_token = NULL"
+        " WHERE stall_class = 'no_heartbeat' AND status IN ('running', 'completed')"
+    )
     return await _rows(
         conn,
         # RETURNING shows new values: the stall being closed comes from the locked pre-update row.
@@ -66,9 +71,14 @@ async def recovered_jobs(conn: AsyncConnection) -> list[dict[str, Any]]:
 async def mark_stuck_pending(conn: AsyncConnection, older_than: timedelta) -> list[dict[str, Any]]:
     return await _rows(
         conn,
-        "UPDATE jobs SET stall_class = 'stuck_pending', stall_since = now(), stall_token = lease_token"
-        " WHERE status = 'pending' AND stall_class IS NULL AND updated_at < now() - %s" + _RETURNING,
-        (older_than,),
+        # Queued behind work in progress is not stuck: only when the scanner has run nothing for as long.
+        "UPDATE jobs j SET stall_class = 'stuck_pending', stall_since = now(), stall_token = lease_token"
+        " WHERE status = 'pending' AND stall_class IS NULL AND updated_at < now() - %(t)s"
+        " AND NOT EXISTS (SELECT 1 FROM jobs busy WHERE busy.scanner_id = j.scanner_id"
+        "   AND (busy.status = 'running' OR (busy.status = 'completed' AND busy.finished_at > now() - %(t)s)))"
+        " AND NOT EXISTS (SELECT 1 FROM job_attempts a WHERE a.scanner_id = j.scanner_id"
+        "   AND a.started_at > now() - %(t)s)" + _RETURNING,
+        {"t": older_than},
     )
 
 

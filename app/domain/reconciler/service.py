@@ -41,6 +41,23 @@ async def _job_event(config: AsyncConnection, cls: str, job: dict[str, Any], mes
                job_id=job["id"], scanner_id=job.get("scanner_id"), action=action, details=details)
 
 
+async def _grouped_events(config: AsyncConnection, cls: str, jobs: list[dict[str, Any]], message: str, *,
+                          action: str | None, severity: Severity = "warning", **details: Any) -> None:
+    """One event per scanner and class: a run of thousands of jobs must not bury the event list."""
+    by_scanner: dict[int | None, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_scanner.setdefault(job.get("scanner_id"), []).append(job)
+    for sid, group in by_scanner.items():
+        group.sort(key=lambda j: j["id"])
+        if len(group) == 1:
+            await _job_event(config, cls, group[0], message, action=action, severity=severity, **details)
+            continue
+        first = group[0]
+        await emit(config, cls, f"{len(group)} jobs of scanner {sid} (first {first['id']}): {message}",
+                   severity=severity, run_id=first.get("run_id"), job_id=first["id"], scanner_id=sid,
+                   action=action, details={**details, "jobs": len(group), "job_ids": [j["id"] for j in group[:50]]})
+
+
 async def reconcile(config: AsyncConnection, jobs: AsyncConnection, settings: Settings) -> Pass:
     """Run every check once. Job changes commit before their events (events never claim undone work)."""
     d = settings.dispatcher
@@ -55,26 +72,26 @@ async def reconcile(config: AsyncConnection, jobs: AsyncConnection, settings: Se
                 await _job_event(config, "lease_expired", job, "lease expired; requeued under a new token",
                                  action="redispatch", attempts=job["attempts"], lease_token=job["lease_token"])
                 done.add("requeued")
-        for job in await repo.expire_old_jobs(jobs, timedelta(seconds=d.expired_seconds)):
-            await _job_event(config, "expired", job, f"not finished after {d.expired_seconds:g} s; failed",
-                             action="fail", severity="critical")
-            done.add("expired")
+        expired = await repo.expire_old_jobs(jobs, timedelta(seconds=d.expired_seconds))
+        await _grouped_events(config, "expired", expired, f"not finished after {d.expired_seconds:g} s; failed",
+                              action="fail", severity="critical")
+        done.add("expired", len(expired))
     await _silent_scanners(config, jobs, settings, done)
     async with config.transaction(), jobs.transaction():
-        for job in await repo.mark_stuck_pending(jobs, timedelta(seconds=d.stuck_pending_seconds)):
-            await _job_event(config, "stuck_pending", job, f"pending for more than {d.stuck_pending_seconds:g} s",
-                             action=None)
-            done.add("stuck_pending")
+        stuck = await repo.mark_stuck_pending(jobs, timedelta(seconds=d.stuck_pending_seconds))
+        await _grouped_events(config, "stuck_pending", stuck, f"pending for more than {d.stuck_pending_seconds:g} s"
+                              " while its scanner ran nothing", action=None)
+        done.add("stuck_pending", len(stuck))
         for job in await repo.mark_stuck_running(jobs, d.stuck_running_factor):
             await _job_event(config, "stuck_running", job,
                              f"running for more than {d.stuck_running_factor:g}x its estimate", action=None)
             done.add("stuck_running")
-        for job in await repo.recovered_jobs(jobs):
-            stall = job["stall_class"]
-            await _job_event(config, "recovered", job,
-                             f"recovered ({job['status']}) after {_STALL_TEXT.get(stall, stall)}",
-                             action=None, severity="info", stall=stall, lease_token=job["lease_token"])
-            done.add("recovered")
+        recovered = await repo.recovered_jobs(jobs)
+        for stall in sorted({j["stall_class"] for j in recovered}):
+            group = [j for j in recovered if j["stall_class"] == stall]
+            await _grouped_events(config, "recovered", group, f"recovered after {_STALL_TEXT.get(stall, stall)}",
+                                  action=None, severity="info", stall=stall)
+        done.add("recovered", len(recovered))
     if done.counts:
         log.info("reconciler: %s", done.counts)
     return done
