@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 # l_onoff=1, l_linger=0: close() sends RST instead of FIN, so no TIME-WAIT entry throttles the scan.
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+_NEEDS_SETBLOCKING = not getattr(socket, "SOCK_NONBLOCK", 0)
 _EPOLLOUT_ONCE = getattr(select, "EPOLLOUT", 0) | getattr(select, "EPOLLONESHOT", 0)
 _RETRY_LATER = {errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EMFILE, errno.ENFILE}
 
@@ -74,9 +76,9 @@ class ConnectScanner:
     async def run(self, probes: Iterable[tuple[str, int]], on_open: Callable[[OpenPort], None]) -> ScanStats:
         loop = asyncio.get_running_loop()
         stats = self.stats
-        pending: dict[int, tuple[socket.socket, str, int, float]] = {}
+        pending: dict[int, tuple[_socket.socket, str, int, float]] = {}
         # All probes share one timeout, so start order is deadline order: a FIFO is a timer wheel.
-        deadlines: deque[tuple[float, int, socket.socket]] = deque()
+        deadlines: deque[tuple[float, int, _socket.socket]] = deque()
         slot = asyncio.Event()
         concurrency = self.concurrency
 
@@ -102,7 +104,8 @@ class ConnectScanner:
             else:
                 stats.errors += 1
             sock.close()  # closing also drops the fd from the epoll set
-            slot.set()
+            if poller is None:
+                slot.set()
 
         def drain() -> None:
             assert poller is not None
@@ -111,6 +114,7 @@ class ConnectScanner:
                 for fd, _mask in events:
                     finish(fd)
                 if len(events) < 4096:
+                    slot.set()
                     return
 
         if poller is not None:
@@ -132,12 +136,13 @@ class ConnectScanner:
         def launch(ip: str, port: int) -> bool:
             """Start one connect; False when the system is out of sockets/ports (retry after a sweep)."""
             try:
-                sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, _STREAM_NONBLOCK)
+                # The C-level socket type: no Python __init__/close wrappers on the hot path.
+                sock = _socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, _STREAM_NONBLOCK)
             except OSError as exc:
                 if exc.errno in _RETRY_LATER:
                     return False
                 raise
-            if not _STREAM_NONBLOCK & getattr(socket, "SOCK_NONBLOCK", 0):
+            if _NEEDS_SETBLOCKING:
                 sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
             started = time.monotonic()
