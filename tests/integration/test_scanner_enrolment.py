@@ -100,6 +100,9 @@ def test_reinstall_with_a_fresh_token_keeps_the_scanner_identity(env: IngestEnv)
     other = env.new_scanner()
     merged = env.enrol(other.token, host).json()
     assert merged["scanner_id"] == first.scanner.id
+    events = env.query("config", "SELECT details->>'reinstall' FROM events WHERE class = 'scanner_enrolled'"
+                       " AND scanner_id = %s ORDER BY id", (first.scanner.id,))
+    assert events == [("false",), ("true",), ("true",)]
     assert env.query("config", "SELECT status FROM scanners WHERE id = %s", (other.scanner.id,)) == [("disabled",)]
 
 

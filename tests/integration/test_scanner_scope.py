@@ -82,3 +82,5 @@ def test_out_of_scope_job_is_refused_without_a_single_packet(env: IngestEnv) -> 
     assert control[INSIDE] >= before[INSIDE] + 10
     assert env.query("results", "SELECT count(*) FROM observations WHERE job_id = %s", (job_id,)) == [(0,)]
     assert env.query("results", "SELECT complete FROM run_coverage WHERE job_id = %s", (job_id,)) == [(False,)]
+    assert env.query("config", "SELECT severity, scanner_id FROM events WHERE class = 'job_out_of_scope'"
+                     " AND job_id = %s", (job_id,)) == [("critical", enrolment.scanner.id)]

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
+from app.domain.events.service import emit
 from app.domain.ingest import repository as repo
 from app.domain.ingest.schemas import BatchAck, Result, ResultBatch
 from app.domain.ingest.tls import parse_certificate
@@ -79,9 +80,11 @@ def _row(r: Result, ip: str, now: float, job: dict[str, Any], scanner_id: int) -
 class IngestService:
     """Holds the pools: the batch path needs the jobs and results transactions in a strict order."""
 
-    def __init__(self, jobs: AsyncConnectionPool, results: AsyncConnectionPool, lease_seconds: float) -> None:
+    def __init__(self, jobs: AsyncConnectionPool, results: AsyncConnectionPool, lease_seconds: float,
+                 config: AsyncConnectionPool | None = None) -> None:
         self.jobs = jobs
         self.results = results
+        self.config = config
         self.lease_seconds = lease_seconds
 
     async def store_batch(self, scanner: AuthenticatedScanner, body: bytes) -> BatchAck:
@@ -122,4 +125,10 @@ class IngestService:
                                            job["ports"], complete=status == "completed")
             await jobs_repo.finish(jconn, job, status, msg.error_class if status == "failed" else None,
                                    msg.error if status == "failed" else None)
+        if status == "failed" and msg.error_class == "out_of_scope" and self.config is not None:
+            # A job outside the authorised scope reached a scanner: the dispatcher or the scope is wrong.
+            async with self.config.connection() as cconn, cconn.transaction():
+                await emit(cconn, "job_out_of_scope", f"scanner {scanner.name} refused job {msg.job_id}: "
+                           f"{msg.error or 'targets outside the authorised scope'}", severity="critical",
+                           run_id=job["run_id"], job_id=msg.job_id, scanner_id=scanner.id, action="fail")
         return Ack(ok=True)

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.domain.audit.service import record
+from app.domain.events.service import emit
 from app.domain.scanners import keys
 from app.domain.scanners import repository as repo
 from app.domain.scanners.schemas import (
@@ -125,8 +126,10 @@ async def rotate_key(conn: AsyncConnection, settings: Settings, actor: str, scan
 async def set_status(conn: AsyncConnection, settings: Settings, actor: str, scanner_id: int,
                      status: str) -> ScannerRead:
     before = await _read(conn, settings, scanner_id)
+    if status == "active" and before.host_id is None:
+        status = "pending"  # enabled but never enrolled: it becomes active at its first enrolment
     await repo.update_scanner(conn, scanner_id, {"status": status})
-    await record(conn, actor, f"scanner.{ 'disable' if status == 'disabled' else 'enable'}", "scanner",
+    await record(conn, actor, "scanner.disable" if status == "disabled" else "scanner.enable", "scanner",
                  scanner_id, {"status": before.status}, {"status": status})
     return await _read(conn, settings, scanner_id)
 
@@ -171,6 +174,9 @@ async def enrol(conn: AsyncConnection, request: EnrolRequest, address: str) -> E
     await repo.revoke_keys(conn, target["id"])
     key_id, key = keys.new_key()
     await repo.insert_key(conn, target["id"], key_id, keys.digest(key))
+    await emit(conn, "scanner_enrolled", f"scanner {target['name']} enrolled from {address}",
+               scanner_id=target["id"], details={"hostname": request.hostname, "version": request.version,
+                                                 "reinstall": existing is not None})
     return EnrolAnswer(scanner_id=target["id"], scanner_name=target["name"], key=key)
 
 

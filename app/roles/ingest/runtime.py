@@ -36,7 +36,8 @@ class IngestRuntime:
 
     async def start(self, app: Litestar) -> None:
         pools: Pools = app.state.pools
-        self.service = IngestService(pools.get("jobs"), pools.get("results"), self.settings.scanner.lease_seconds)
+        self.service = IngestService(pools.get("jobs"), pools.get("results"), self.settings.scanner.lease_seconds,
+                                     pools.get("config"))
         self._tasks = [asyncio.create_task(self.notifier.run()),
                        asyncio.create_task(self.heartbeats.run(pools.get("config")))]
 
