@@ -1,0 +1,203 @@
+"""`mipo check` / `mipo deploy` and the lab's deploy: run pyinfra on the appliance file, report in one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.config import ConfigError
+
+if TYPE_CHECKING:
+    from appliance.lab.state import LabState
+
+REPO = Path(__file__).resolve().parent.parent
+INVENTORY = REPO / "inventory.py"
+DEPLOY_FILE = REPO / "provision" / "deploy.py"
+LAB_DEPLOY_DIR = "deploy"  # under the lab's state dir: CA, secrets, wheelhouse, the generated appliance file
+# pyinfra's closing table: "Grand total  <hosts>  <changed>  <errors>  <unchanged>" ("-" for zero).
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TOTAL = re.compile(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy did: pyinfra's exit status, how many operations changed something, how to log in."""
+
+    returncode: int
+    changed: int
+    errors: int
+    log: Path
+    url: str = ""
+    ca_file: str = ""
+    admin_username: str = ""
+    admin_password: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.errors == 0
+
+
+def _count(text: str) -> int:
+    return 0 if text == "-" else int(text)
+
+
+def parse_totals(output: str) -> tuple[int, int]:
+    """(changed, errors) from pyinfra's results table; raises ValueError when there is no table."""
+    found = _TOTAL.findall(output)
+    if not found:
+        raise ValueError("pyinfra printed no results table")
+    _hosts, changed, errors, _unchanged = found[-1]
+    return _count(changed), _count(errors)
+
+
+def check(config: str | Path) -> int:
+    """Validate the appliance file (hosts, groups, settings) without touching any host."""
+    from provision.config import load_appliance
+
+    try:
+        appliance = load_appliance(config)
+    except ConfigError as exc:
+        print(f"mipo: config error: {exc}", file=sys.stderr)
+        return 1
+    groups = ", ".join(f"{g}={len(appliance.group(g))}" for g in ("edge", "manager", "ingest", "dispatcher",
+                                                                   "backup", "db"))
+    print(f"{config}: ok ({len(appliance.hosts)} hosts: {groups}; public URL {appliance.public_url})")
+    return 0
+
+
+def run_deploy(config: str | Path, inventory: str | Path = INVENTORY) -> DeployResult:
+    """Validate, then run `pyinfra inventory.py provision/deploy.py` with progress lines and a full log."""
+    from provision.config import load_appliance
+
+    appliance = load_appliance(config)  # ConfigError before any host is contacted
+    appliance.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = appliance.state_dir / "deploy.log"
+    env = {**os.environ, "MIPO_APPLIANCE": str(Path(config).resolve()), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pyinfra", "-y", "--parallel", "10", str(inventory), str(DEPLOY_FILE)]
+    output: list[str] = []
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = _ANSI.sub("", line)
+            out.write(line)
+            out.flush()
+            output.append(line)
+            if line.startswith("--> Starting operation:"):
+                print(f"mipo: {line.removeprefix('--> Starting operation:').strip()}", file=sys.stderr)
+        returncode = proc.wait()
+    try:
+        changed, errors = parse_totals("".join(output))
+    except ValueError:
+        changed, errors = 0, 1
+    return DeployResult(returncode, changed, errors, log, url=appliance.public_url,
+                        ca_file=str(appliance.state_dir / "pki" / "ca.crt"))
+
+
+def deploy(config: str | Path, inventory: str | Path = INVENTORY) -> int:
+    """`mipo deploy`: 0 when every operation succeeded; one line saying what failed otherwise."""
+    try:
+        result = run_deploy(config, inventory)
+    except ConfigError as exc:
+        print(f"mipo: config error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # wheelhouse/PKI preparation: one line, then the log
+        print(f"mipo: deploy failed before touching any host: {exc}", file=sys.stderr)
+        return 1
+    if not result.ok:
+        print(f"mipo: deploy failed ({result.errors} operations failed, exit {result.returncode}); "
+              f"read {result.log}, fix the cause, then run `mipo deploy` again", file=sys.stderr)
+        return 1
+    print(f"mipo: deployed; {result.changed} operations changed something. Open {result.url} "
+          f"(trust {result.ca_file})")
+    return 0
+
+
+# --- the lab: the embedded default appliance -------------------------------------------------------
+
+def _lab_backup_recipient(deploy_dir: Path) -> str:
+    """The lab's age recipient; the identity stays on this machine (an operator would keep it offline)."""
+    import pyrage
+
+    identity_file = deploy_dir / "backup-identity.txt"
+    if not identity_file.exists():
+        identity = pyrage.x25519.Identity.generate()
+        fd = os.open(identity_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"# public key: {identity.to_public()}\n{identity}\n")
+    for line in identity_file.read_text().splitlines():
+        if line.startswith("# public key: "):
+            return line.removeprefix("# public key: ").strip()
+    raise ConfigError(f"{identity_file}: no '# public key:' line; delete the file to make a new lab key")
+
+
+def lab_appliance_document(state: LabState) -> dict[str, Any]:
+    """The appliance file of the lab: its hosts, the controller's addresses, the lab network as scope."""
+    deploy_dir = state.state_dir / LAB_DEPLOY_DIR
+    deploy_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    internal, external = state.networks["internal"], state.networks["external"]
+    appliance_groups = {"edge", "manager", "ingest", "dispatcher", "backup", "db"}
+    hosts = []
+    for h in state.hosts:
+        groups = [g for g in h.groups if g in appliance_groups]
+        if not groups:
+            continue  # scanners and the target are not appliance hosts
+        entry: dict[str, Any] = {"name": h.name, "groups": groups, "address": h.addresses["internal"],
+                                 "ssh_address": h.ssh_address}
+        if "external" in h.addresses:
+            entry["external_address"] = h.addresses["external"]
+        hosts.append(entry)
+    return {
+        "deploy": {
+            "state_dir": str(deploy_dir), "ssh_user": state.ssh_user, "ssh_key": str(state.ssh_key),
+            "strict_host_keys": "no", "admin_networks": [f"{internal.gateway}/32"],
+            "package_proxy": internal.apt_proxy, "edge_names": ["edge", "mipo.lab"],
+        },
+        "hosts": hosts,
+        "settings": {
+            "scope": {"authorised": [external.cidr]},
+            "backup": {"recipient": _lab_backup_recipient(deploy_dir)},
+        },
+    }
+
+
+def _toml_document(doc: dict[str, Any]) -> str:
+    from provision.render import _toml, _toml_value
+
+    head = "# The lab's appliance file, generated from lab.json by `mipo lab up`; rewritten every time.\n"
+    body = _toml({"deploy": doc["deploy"], "settings": doc["settings"]})
+    hosts = "".join(
+        "\n[[hosts]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in h.items()) for h in doc["hosts"]
+    )
+    return head + body + hosts
+
+
+def lab_appliance_file(state: LabState | None = None) -> Path:
+    """Write (when changed) and return the lab's appliance file."""
+    from appliance.lab.state import load_lab_state
+
+    state = state or load_lab_state()
+    path = state.state_dir / LAB_DEPLOY_DIR / "appliance.toml"
+    text = _toml_document(lab_appliance_document(state))
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+        path.chmod(0o600)
+    return path
+
+
+def deploy_lab(state: LabState) -> DeployResult:
+    """Deploy the whole appliance into the booted lab (what `mipo lab up` runs after booting hosts)."""
+    from provision.controller import prepared
+
+    path = lab_appliance_file(state)
+    result = run_deploy(path)
+    if not result.ok:
+        return result
+    from dataclasses import replace
+
+    return replace(result, admin_username="admin", admin_password=prepared(str(path)).admin_password)

@@ -1,0 +1,41 @@
+"""Base of every appliance host: the mipo user, journald limits, time sync, the appliance CA."""
+
+from __future__ import annotations
+
+from pyinfra.operations import files, server, systemd
+
+from provision.config import CA_PATH, CREDENTIALS_DIR
+from provision.controller import Prepared
+from provision.ops import changed, deploy, put_text
+
+JOURNALD_LIMITS = """\
+# mipo: bounded logs, so a chatty service cannot fill the disk.
+[Journal]
+SystemMaxUse=200M
+MaxRetentionSec=1month
+"""
+
+
+@deploy("Base")
+def deploy_base(prepared: Prepared) -> None:
+    server.group(name="Ensure the mipo system group", group="mipo", system=True)
+    server.user(  # noqa: S604 - `shell` is the user's login shell (nologin), not a subprocess shell
+        name="Ensure the mipo system user (no login, no home)", user="mipo", group="mipo", system=True,
+                home="/var/lib/mipo", shell="/usr/sbin/nologin", create_home=False)
+    files.directory(name="Ensure /var/lib/mipo belongs to mipo", path="/var/lib/mipo", user="mipo",
+                    group="mipo", mode="0750")
+    journald = put_text("Ensure journald size and retention limits", "/etc/systemd/journald.conf.d/mipo.conf",
+                        JOURNALD_LIMITS)
+    systemd.service(name="Restart journald after its limits changed", service="systemd-journald.service",
+                    restarted=True, _if=changed(journald))
+    # timesyncd skips itself inside containers (ConditionVirtualization); enabled is what a real host needs.
+    systemd.service(name="Ensure time sync is enabled", service="systemd-timesyncd.service", running=None,
+                    enabled=True)
+    files.directory(name="Ensure /etc/mipo exists", path="/etc/mipo", user="root", group="root", mode="0755")
+    files.directory(name="Ensure the root-only credentials directory", path=CREDENTIALS_DIR, user="root",
+                    group="root", mode="0700")
+    put_text("Ensure the appliance CA certificate in /etc/mipo", CA_PATH, prepared.ca_cert.read_bytes())
+    trust = put_text("Ensure the appliance CA is in the system trust store source",
+                     "/usr/local/share/ca-certificates/mipo-appliance-ca.crt", prepared.ca_cert.read_bytes())
+    server.shell(name="Rebuild the system trust store after the CA changed", commands=["update-ca-certificates"],
+                 _if=changed(trust))
