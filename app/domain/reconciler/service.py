@@ -124,6 +124,7 @@ async def move_split_jobs(config: AsyncConnection, jobs: AsyncConnection, scanne
                           offline_after: timedelta, done: Pass, *, reason: str) -> None:
     """Pending split jobs of a scanner go to the least-loaded online peer; mirror jobs stay (and wait)."""
     peers_by_group: dict[int, list[int]] = {}
+    moved: dict[int, list[dict[str, Any]]] = {}
     for job in await repo.pending_jobs_of(jobs, scanner_id):
         if job["mode"] != "split" or job["scanner_group_id"] is None:
             await repo.mark_waiting(jobs, job["id"])
@@ -140,7 +141,9 @@ async def move_split_jobs(config: AsyncConnection, jobs: AsyncConnection, scanne
         load = await repo.open_load(jobs, peers)
         target = min(peers, key=lambda s: (load[s], s))
         await repo.reassign(jobs, job["id"], target)
-        await _job_event(config, reason, job, f"moved from scanner {scanner_id} to scanner {target}",
-                         action="reassign", from_scanner=scanner_id, to_scanner=target)
+        moved.setdefault(target, []).append(job)
+    for target, group_jobs in moved.items():
+        await _grouped_events(config, reason, group_jobs, f"moved from scanner {scanner_id} to scanner {target}",
+                              action="reassign", from_scanner=scanner_id, to_scanner=target)
         await jobs.execute("SELECT pg_notify('mipo_jobs', %s)", (str(target),))
-        done.add("reassigned")
+        done.add("reassigned", len(group_jobs))
