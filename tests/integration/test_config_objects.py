@@ -174,3 +174,24 @@ def test_hostile_input_gets_a_problem_document_never_a_server_error(manager_api:
         response = getattr(manager_api, method)(path, **({"json": body} if body is not None else {}))
         assert 400 <= response.status_code < 500, (path, body, response.status_code, response.text)
         assert response.json().get("reason"), (path, response.text)
+
+
+def test_updates_replace_memberships_and_recompute_the_schedule(manager_api: TestClient,  # noqa: F811
+                                                                owner_dsn: Callable[[str], str]) -> None:
+    scanners = _scanners(owner_dsn("config"), 3)
+    w = _world(manager_api, scanners[:2])
+    tpl = manager_api.patch(f"/api/templates/{w['template']}", json={"subnet_group_ids": [], "rate": 50}).json()
+    assert tpl["subnet_ids"] == [w["s1"]] and tpl["subnet_group_ids"] == [] and tpl["rate"] == 50
+    assert manager_api.get(f"/api/templates/{w['template']}/preview").json()["addresses"] == 128
+    group = manager_api.patch(f"/api/scanner-groups/{w['sg']}", json={"scanner_ids": [scanners[2]],
+                                                                      "mode": "mirror"}).json()
+    assert group["scanner_ids"] == [scanners[2]] and group["mode"] == "mirror"
+    sched = manager_api.post("/api/schedules", json={"name": "n", "template_id": w["template"],
+                                                    "cron": "0 3 * * *", "timezone": "UTC"}).json()
+    assert datetime.fromisoformat(sched["next_run_at"]).hour == 3
+    moved = manager_api.patch(f"/api/schedules/{sched['id']}", json={"cron": "15 4 * * *"}).json()
+    assert (datetime.fromisoformat(moved["next_run_at"]).hour, datetime.fromisoformat(moved["next_run_at"]).minute) \
+        == (4, 15)
+    assert manager_api.patch(f"/api/schedules/{sched['id']}", json={"enabled": False}).json()["enabled"] is False
+    audit = [(r["action"], r["object_type"]) for r in manager_api.get("/api/audit", params={"limit": 5}).json()]
+    assert ("update", "schedule") in audit
