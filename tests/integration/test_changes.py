@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 
 from app.db.connect import conninfo
+from app.domain.results.changes import MAX_EVENTS_PER_RUN, changes_as_events
 from tests.conftest import SettingsFactory
 from tests.support.results import T0, changes, cover, detect, observe
 
@@ -168,3 +170,30 @@ def test_a_port_seen_twice_in_a_run_is_judged_by_its_latest_observation(dsns: tu
     with psycopg.connect(owner) as conn:
         summary = conn.execute("SELECT open_ports, hosts_up, changes FROM run_summaries WHERE run_id = 2").fetchone()
     assert summary == (2, 1, 1)
+
+
+def test_each_change_becomes_an_event_and_a_flood_is_summarised(dsns: tuple[str, str],
+                                                                migrated: SettingsFactory) -> None:
+    """Operators see 'port_opened'/'port_closed' events; past MAX_EVENTS_PER_RUN one summary says how many more."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 8080)])
+    cover(owner, 1, A, NET, "1-1024,8080")
+    detect(dispatcher, 1)
+    many = [(f"198.18.0.{h}", p) for h in range(20, 40) for p in range(100, 115)]  # 300 new ports
+    observe(owner, 2, A, many)
+    cover(owner, 2, A, NET, "1-1024,8080")
+    found = detect(dispatcher, 2)
+    assert len(found) == 301
+
+    async def emit_all() -> int:
+        async with await psycopg.AsyncConnection.connect(conninfo(migrated("mipo_dispatcher"), "config")) as conn:
+            async with conn.transaction():
+                return await changes_as_events(conn, found)
+
+    assert asyncio.run(emit_all()) == MAX_EVENTS_PER_RUN + 1
+    with psycopg.connect(conninfo(migrated(), "config", as_owner=True)) as conn:
+        classes = dict(conn.execute("SELECT class, count(*) FROM events GROUP BY class").fetchall())
+        summary = conn.execute("SELECT message, details FROM events WHERE class = 'port_changes_summarised'").fetchone()
+    assert sum(v for k, v in classes.items() if k in ("port_opened", "port_closed")) == MAX_EVENTS_PER_RUN
+    assert classes["port_changes_summarised"] == 1
+    assert summary is not None and "101 more port changes" in summary[0]
