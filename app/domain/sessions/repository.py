@@ -43,11 +43,13 @@ async def delete_for_user(conn: AsyncConnection, user_id: int, *, except_hash: b
     )
 
 
-async def delete_expired(conn: AsyncConnection, idle_minutes: int) -> None:
+async def delete_expired(conn: AsyncConnection, idle_minutes: int, attempts_days: int = 30) -> None:
+    """Dead sessions go at once; login attempts are kept long enough to investigate, then dropped."""
     await conn.execute(
         "DELETE FROM sessions WHERE expires_at <= now() OR last_seen_at <= now() - make_interval(mins => %s)",
         (idle_minutes,),
     )
+    await conn.execute("DELETE FROM login_attempts WHERE at < now() - make_interval(days => %s)", (attempts_days,))
 
 
 async def record_attempt(conn: AsyncConnection, username: str, client_address: str | None, success: bool) -> None:

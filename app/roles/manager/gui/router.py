@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -83,4 +84,10 @@ def static_router() -> Router:
 def template_config() -> TemplateConfig:
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                               trim_blocks=True, lstrip_blocks=True)
+    environment.filters["utc"] = _utc
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment))
+
+
+def _utc(moment: datetime) -> str:
+    # Every time on every page in UTC, labelled: operators compare them with logs from several hosts.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
