@@ -15,7 +15,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture()
-def browser_page(tmp_path: Path) -> Iterator[object]:
+def console_errors() -> list[str]:
+    """Errors the page reported (script errors, CSP violations, failed loads); tests assert it stays empty."""
+    return []
+
+
+@pytest.fixture()
+def browser_page(tmp_path: Path, console_errors: list[str]) -> Iterator[object]:
     """A Playwright page in a fresh Chromium profile; fails (never skips) when Chromium is missing."""
     from playwright.sync_api import sync_playwright
 
@@ -26,8 +32,11 @@ def browser_page(tmp_path: Path) -> Iterator[object]:
             viewport={"width": 1400, "height": 900},
         )
         context.set_default_timeout(15_000)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.on("console", lambda m: console_errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
         try:
-            yield context.pages[0] if context.pages else context.new_page()
+            yield page
         finally:
             context.close()
 

@@ -112,7 +112,8 @@ def run_now_and_wait(page: Page, shot: Shot, name: str) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
-def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, screenshot: Shot) -> None:
+def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, screenshot: Shot,
+                      console_errors: list[str]) -> None:
     """Log in, change the initial password, add a scanner and install it from the shown command's token,
     create subnet, port list, scanner group, template and schedule, run now and watch it, read results,
     see a newly opened port in the changes and host history, check the audit chain, log out."""
@@ -236,6 +237,10 @@ def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, sc
             page.goto(url + "/scans")
             expect(page).to_have_url(re.compile(r"/login\?next=%2Fscans$"))
             shot(page, "27-logged-out")
+            # Expected refusals the browser logs as failed loads (the wrong password, the field errors) aside,
+            # no script error and no Content-Security-Policy violation happened on any page.
+            unexpected = [e for e in console_errors if "Failed to load resource" not in e]
+            assert unexpected == [], unexpected
     finally:
         ssh.close()
         if web is not None:

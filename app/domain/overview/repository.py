@@ -56,3 +56,9 @@ async def run_request(conn: AsyncConnection, request_id: int) -> RunRequestRead 
             (request_id,),
         )
         return await cur.fetchone()
+
+
+async def scanner_names(conn: AsyncConnection) -> dict[int, str]:
+    """id → name of every scanner, to show names where results carry ids."""
+    cur = await conn.execute("SELECT id, name FROM scanners")
+    return {int(row[0]): str(row[1]) for row in await cur.fetchall()}

@@ -22,6 +22,7 @@ async def _context(settings: Settings, config_conn: AsyncConnection, jobs_conn: 
         "running": await overview.running_scans(jobs_conn),
         "changes": await overview.recent_changes(results_conn),
         "events": await list_events(config_conn, limit=10),
+        "names": await overview.scanner_names(config_conn),
     }
 
 

@@ -9,6 +9,7 @@ from litestar import Request, get
 from litestar.response import Template
 from psycopg import AsyncConnection
 
+from app.domain.overview.repository import scanner_names
 from app.domain.results import service as results
 from app.errors import DomainError
 from app.roles.manager.gui.params import Filters
@@ -24,7 +25,7 @@ def _next_link(request: Request, **params: object) -> str:
 
 
 @get("/results")
-async def results_page(request: Request, results_conn: AsyncConnection) -> Template:
+async def results_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
     f = Filters(request)
     run_id, scanner_id = f.integer("run_id", 1), f.integer("scanner_id", 1)
     port, subnet = f.integer("port", 0, 65535), f.text("subnet", 64)
@@ -41,11 +42,12 @@ async def results_page(request: Request, results_conn: AsyncConnection) -> Templ
     if len(rows) == PER_PAGE:
         last = rows[-1]
         more = _next_link(request, after_ip=last.ip, after_port=last.port, after_time=last.time.isoformat())
-    return page(request, "results.html", "Results explorer", rows=rows, more=more, values=f.values, errors=f.errors)
+    return page(request, "results.html", "Results explorer", rows=rows, more=more, values=f.values, errors=f.errors,
+                names=await scanner_names(config_conn))
 
 
 @get("/changes")
-async def changes_page(request: Request, results_conn: AsyncConnection) -> Template:
+async def changes_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
     f = Filters(request)
     run_id, scanner_id = f.integer("run_id", 1), f.integer("scanner_id", 1)
     port, subnet, change = f.integer("port", 0, 65535), f.text("subnet", 64), f.text("change", 40)
@@ -59,11 +61,11 @@ async def changes_page(request: Request, results_conn: AsyncConnection) -> Templ
             f.errors[exc.field or "subnet"] = str(exc)
     more = _next_link(request, before_id=rows[-1].id) if len(rows) == PER_PAGE else None
     return page(request, "changes.html", "Changes", rows=rows, more=more, values=f.values, errors=f.errors,
-                kinds=CHANGE_KINDS)
+                kinds=CHANGE_KINDS, names=await scanner_names(config_conn))
 
 
 @get("/hosts")
-async def host_page(request: Request, results_conn: AsyncConnection) -> Template:
+async def host_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
     f = Filters(request)
     ip = f.text("ip", 64)
     history = None
@@ -73,7 +75,7 @@ async def host_page(request: Request, results_conn: AsyncConnection) -> Template
         except DomainError as exc:
             f.errors["ip"] = str(exc)
     return page(request, "host.html", f"Host {ip}" if history else "Host history", history=history,
-                values=f.values, errors=f.errors)
+                values=f.values, errors=f.errors, names=await scanner_names(config_conn))
 
 
 ROUTES = [results_page, changes_page, host_page]

@@ -11,7 +11,7 @@ from litestar.response import Redirect, Template
 from psycopg import AsyncConnection
 
 from app.domain.config_objects.templates import list_templates
-from app.domain.overview.repository import run_request
+from app.domain.overview.repository import run_request, scanner_names
 from app.domain.runs import repository as runs_repo
 from app.domain.runs import service as runs
 from app.domain.runs.schemas import RunRequestCreate
@@ -64,11 +64,12 @@ async def run_request_page(request: Request, request_id: Id, config_conn: AsyncC
 
 
 @get("/scans/{run_id:int}")
-async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection) -> Template:
+async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
     run = await runs.get_run(jobs_conn, run_id)
     jobs = await runs_repo.list_jobs(jobs_conn, run_id, status=None, limit=500, after_id=None)
     template = "_run_progress.html" if request.headers.get("hx-request") else "run.html"
-    return page(request, template, f"Scan #{run.id} — {run.template_name}", run=run, jobs=jobs)
+    return page(request, template, f"Scan #{run.id} — {run.template_name}", run=run, jobs=jobs,
+                names=await scanner_names(config_conn))
 
 
 ROUTES = [scans_page, run_now, run_request_page, run_page]
