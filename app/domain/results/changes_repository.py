@@ -7,6 +7,7 @@ everything after the join works on the changes, not on the run. Unchanged open p
 
 from __future__ import annotations
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
@@ -85,9 +86,11 @@ WHERE s.scanner_id IS NULL
 # observation equal to the known state left no row in it. Copies of *new* ports are resolved by inserting
 # latest first with ON CONFLICT DO NOTHING (below), which costs nothing when there are none.
 DEDUPE_KNOWN = """
-DELETE FROM mipo_diff a USING mipo_diff b
-WHERE a.seen AND a.known AND b.seen AND b.known AND a.ip = b.ip AND a.port = b.port AND a.proto = b.proto
-  AND a.scanner_id = b.scanner_id AND (b.time, b.ctid) > (a.time, a.ctid)
+DELETE FROM mipo_diff WHERE ctid IN (
+    SELECT ctid FROM (
+        SELECT ctid, row_number() OVER (PARTITION BY scanner_id, ip, port, proto ORDER BY time DESC) AS copy
+        FROM mipo_diff WHERE seen AND known
+    ) x WHERE copy > 1)
 """
 DEDUPE_SUPERSEDED = """
 DELETE FROM mipo_diff d
@@ -183,8 +186,16 @@ INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_
 SELECT scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
        %(run)s, time, %(run)s, time
 FROM mipo_diff WHERE seen AND NOT known
-ORDER BY ip, port, proto, scanner_id, time DESC  -- index order (fast appends); the latest copy first
-ON CONFLICT DO NOTHING
+"""
+
+STATE_INSERT_NEW_LATEST = """
+INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_subject, tls_not_after,
+                        tls_sha256, first_seen_run, first_seen_at, since_run, since_at)
+SELECT DISTINCT ON (scanner_id, ip, port, proto)
+       scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
+       %(run)s, time, %(run)s, time
+FROM mipo_diff WHERE seen AND NOT known
+ORDER BY scanner_id, ip, port, proto, time DESC
 """
 
 STORE_COVERAGE = """
@@ -227,7 +238,6 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> lis
     await conn.execute(TEMP_TABLES)
     await conn.execute(HOSTS, params)
     await conn.execute(DIFF, params)
-    await conn.execute("ANALYZE mipo_diff")  # from 0 to millions of rows: the planner must know which
     await conn.execute(DEDUPE_KNOWN)
     await conn.execute(DEDUPE_SUPERSEDED, params)
     row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
@@ -237,7 +247,11 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> lis
         stored = await cur.fetchall()
     await conn.execute(STATE_UPDATE_SEEN, params)
     await conn.execute(STATE_CLOSE, params)
-    await conn.execute(STATE_INSERT_NEW, params)
+    try:
+        async with conn.transaction():  # a savepoint: the plain insert is the fast path
+            await conn.execute(STATE_INSERT_NEW, params)
+    except psycopg.errors.UniqueViolation:
+        await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
     await conn.execute(STORE_COVERAGE, params)
     await conn.execute(SUMMARIES, params)
     await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")

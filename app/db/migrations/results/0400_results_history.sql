@@ -61,7 +61,7 @@ CREATE TABLE port_state (
     PRIMARY KEY (ip, port, proto, scanner_id)   -- address first: host history reads it by ip
 );
 
-CREATE INDEX port_changes_run_idx ON port_changes (run_id, id);
+-- port_changes needs no run index: its UNIQUE (run_id, scanner_id, …) key already leads with run_id.
 
 GRANT SELECT ON coverage_cells, port_state TO mipo_manager, mipo_dispatcher, mipo_backup;
 GRANT INSERT ON coverage_cells TO mipo_dispatcher;
