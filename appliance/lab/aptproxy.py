@@ -80,17 +80,20 @@ def ensure_running(state_dir: Path) -> None:
     conf = work / "conf"
     conf.mkdir(exist_ok=True)
     (conf / "acng.conf").write_text(wanted)
+    (work / "socket").unlink(missing_ok=True)  # left behind when a previous proxy was killed
     argv = [BINARY, "-c", str(conf), "ForeGround=1"]
-    pid = procs.start_detached(argv, work / "apt-cacher-ng.out", work / "pid")
-    deadline = time.monotonic() + 15
+    proc = procs.start_detached(argv, work / "apt-cacher-ng.out", work / "pid")
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if all(answers(gw, 0.3) for gw in gateways):
             return
-        if not procs.alive(pid, MARKER):
+        if proc.poll() is not None:
             break
         time.sleep(0.2)
-    raise LabError(f"apt-cacher-ng did not start listening on {', '.join(gateways)}:{APT_PROXY_PORT}; "
-                   f"see {work / 'apt-cacher-ng.out'}")
+    output = (work / "apt-cacher-ng.out").read_text(errors="replace").strip().splitlines()
+    raise LabError(f"apt-cacher-ng did not start listening on {', '.join(gateways)}:{APT_PROXY_PORT} "
+                   f"({output[-1] if output else 'no output'}); see {work / 'apt-cacher-ng.out'}, then run "
+                   "`mipo lab up` again")
 
 
 def stop(state_dir: Path) -> None:

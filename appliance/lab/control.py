@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -85,7 +86,8 @@ def lab_up(progress: Progress = _quiet, root: Path | None = None) -> UpResult:
             dirs = hosts.HostDirs.of(root, spec.name)
             pid = hosts.running_pid(dirs)
             if pid is not None and hosts.recorded_image(dirs) == str(image):
-                hosts.attach_links(spec, dirs, pid)  # re-attach in case a previous `up` was interrupted
+                # Re-attach in case a previous `up` was interrupted (long started: /proc shows its command line).
+                hosts.attach_links(spec, dirs, functools.partial(hosts.is_running, dirs))
                 hosts.refresh_apt_proxy(spec, dirs.root)
                 waiting.append((spec, dirs))
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def _marker(dirs: HostDirs) -> str:
 
 def running_pid(dirs: HostDirs) -> int | None:
     return procs.read_pid(dirs.pidfile, _marker(dirs))
+
+
+def is_running(dirs: HostDirs) -> bool:
+    return running_pid(dirs) is not None
 
 
 def is_mounted(path: Path) -> bool:
@@ -147,18 +152,18 @@ def start(spec: HostSpec, dirs: HostDirs) -> int:
     # cgroup v2 inside every host, as on a real Debian 13 machine, even where this machine runs the
     # hybrid layout (systemd 257 deprecates v1; BPF-based unit sandboxing needs v2).
     env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
-    pid = procs.start_detached(nspawn_argv(spec, dirs), dirs.log, dirs.pidfile, env)
-    attach_links(spec, dirs, pid)
-    return pid
+    proc = procs.start_detached(nspawn_argv(spec, dirs), dirs.log, dirs.pidfile, env)
+    attach_links(spec, dirs, lambda: proc.poll() is None)
+    return proc.pid
 
 
-def attach_links(spec: HostSpec, dirs: HostDirs, pid: int, timeout: float = 30) -> None:
+def attach_links(spec: HostSpec, dirs: HostDirs, is_running: Callable[[], bool], timeout: float = 30) -> None:
     """Put the host-side ends of its veth pairs on the bridges (nspawn creates them but attaches none)."""
     deadline = time.monotonic() + timeout
     for net in spec.networks:
         interface = spec.host_side_interface(net.key)
         while not network.link_exists(interface):
-            if not procs.alive(pid, _marker(dirs)):
+            if not is_running():
                 raise LabError(f"host {spec.name} exited while starting: {log_tail(dirs)} (log {dirs.log})")
             if time.monotonic() > deadline:
                 raise LabError(f"host {spec.name}: {interface} did not appear within {timeout:.0f} s; see {dirs.log}")
@@ -182,6 +187,17 @@ def stop(dirs: HostDirs, timeout: float = 60) -> None:
     unmount_root(dirs)
 
 
+# Under heavy load, systemd in a container sometimes fails to spawn an early oneshot (journal: "Failed to
+# spawn executor: No such file or directory", Result=resources). Such a unit never ran, so starting it
+# once more is what a retry at boot would do; units that ran and failed are left alone and reported.
+RETRY_SPAWN_FAILURES = (
+    "for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do "
+    "if [ \"$(systemctl show -P Result \"$u\")\" = resources ]; then "
+    "systemctl reset-failed \"$u\"; systemctl start \"$u\" >/dev/null 2>&1; fi; done; "
+    "systemctl --failed --no-legend --plain | cut -d' ' -f1"
+)
+
+
 def wait_ready(spec: HostSpec, dirs: HostDirs, ssh_key: Path, timeout: float = 240) -> list[str]:
     """Wait until SSH answers and boot finished; return the failed units (empty when `running`)."""
     address = spec.ssh_address
@@ -200,9 +216,9 @@ def wait_ready(spec: HostSpec, dirs: HostDirs, ssh_key: Path, timeout: float = 2
         if state == "running":
             return []
         if state == "degraded":
-            failed = subprocess.run([*ssh, "systemctl --failed --no-legend --plain | cut -d' ' -f1"],
-                                    capture_output=True, text=True, timeout=30, check=False)
-            return failed.stdout.split() or ["(unknown unit)"]
+            failed = subprocess.run([*ssh, RETRY_SPAWN_FAILURES], capture_output=True, text=True, timeout=120,
+                                    check=False)
+            return failed.stdout.split()
         last = state or (result.stderr.strip().splitlines() or ["ssh failed"])[-1]
         time.sleep(1)
     raise LabError(f"host {spec.name} ({address}) not ready within {timeout:.0f} s (last: {last}); "

@@ -23,7 +23,8 @@ def run(step: str, cmd: list[str], *, input_text: str | None = None) -> str:
 
 
 def link_exists(name: str) -> bool:
-    return Path("/sys/class/net", name).exists()
+    # Asked of the kernel (not /sys/class/net, which shows the network namespace /sys was mounted in).
+    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True, check=False).returncode == 0
 
 
 def _addresses(dev: str) -> list[str]:

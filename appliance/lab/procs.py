@@ -10,13 +10,17 @@ import time
 from pathlib import Path
 
 
-def start_detached(argv: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None) -> int:
-    """Start argv in its own session (it outlives the caller), output appended to log; return its pid."""
+def start_detached(
+    argv: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start argv in its own session (it outlives the caller), output appended to log, pid written.
+    While starting it, ask the returned Popen whether it exited: its /proc command line may still be
+    empty for a moment after the start (seen on this kind of machine), so `alive()` can miss it."""
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env)
     pidfile.write_text(f"{proc.pid}\n")
-    return proc.pid
+    return proc
 
 
 def _reap(pid: int) -> None:

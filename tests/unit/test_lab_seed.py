@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -51,7 +52,11 @@ def test_target_gets_self_signed_services_once(tmp_path: Path) -> None:
 def test_detached_process_is_found_and_stopped(tmp_path: Path) -> None:
     """The lab finds its own processes by pid file and command line, and stops them."""
     marker = f"import time; time.sleep(600)  # {tmp_path}"
-    pid = procs.start_detached([sys.executable, "-c", marker], tmp_path / "log", tmp_path / "pid")
+    pid = procs.start_detached([sys.executable, "-c", marker], tmp_path / "log", tmp_path / "pid").pid
+    for _ in range(100):  # right after the start its /proc command line may still be empty
+        if procs.alive(pid, str(tmp_path)):
+            break
+        time.sleep(0.05)
     assert procs.read_pid(tmp_path / "pid", str(tmp_path)) == pid
     assert procs.read_pid(tmp_path / "pid", "some other command") is None  # a recycled pid is not ours
     assert procs.stop(pid, str(tmp_path), timeout=10) is True
