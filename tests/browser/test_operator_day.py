@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.integration.backup_support import make_kit
 from tests.integration.test_dispatcher_process import QUICK
 from tests.integration.test_scanner_end_to_end import HOST, Service, _window
 from tests.integration.test_scanner_support import (
@@ -54,11 +55,17 @@ def dispatcher(config: Path, creds: Path, log: Path) -> Iterator[subprocess.Pope
 
 @contextlib.contextmanager
 def appliance(pg: PostgresServer, tmp: Path) -> Iterator[tuple[str, IngestEnv]]:
-    """Ingest, manager and dispatcher as real processes on one set of migrated databases; the deploy's admin."""
-    with ingest_env(pg, tmp) as env:
+    """Ingest, manager, dispatcher and backup as real processes on one set of migrated databases; the deploy's
+    admin."""
+    with ingest_env(pg, tmp) as env, contextlib.ExitStack() as stack:
         dbs = {k: getattr(env.owner.databases, k).name for k in ("config", "jobs", "results")}
         creds = tmp / "creds"
-        manager_cfg = write_toml(settings_document(pg, dbs, "mipo_manager", scanner=FAST_SCANNER,
+        kit = make_kit(pg, creds, tmp)
+        backup_cfg = write_toml(settings_document(pg, dbs, "mipo_backup", **kit.overrides), tmp / "backup.toml")
+        backup_url = stack.enter_context(serve_role(backup_cfg, "backup", creds, tmp / "backup.log"))
+        backup = {**kit.overrides["backup"], "url": backup_url}  # type: ignore[dict-item]
+        manager_cfg = write_toml(settings_document(pg, dbs, "mipo_manager", scanner=FAST_SCANNER, backup=backup,
+                                                   ingest={"listen": f"127.0.0.1:{env.process.port}"},
                                                    public_url=env.url), tmp / "manager.toml")
         dispatcher_cfg = write_toml(settings_document(pg, dbs, "mipo_dispatcher", scanner=FAST_SCANNER,
                                                       dispatcher=QUICK), tmp / "dispatcher.toml")
@@ -220,13 +227,22 @@ def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, sc
 
             # The rest of the day: events, dashboard, exclusions, groups, users, audit, health.
             for path, name in (("/events", "20-events"), ("/", "21-dashboard-after"), ("/exclusions", "22-exclusions"),
-                               ("/subnet-groups", "23-subnet-groups"), ("/users", "24-users"),
-                               ("/services", "26-health")):
+                               ("/subnet-groups", "23-subnet-groups"), ("/users", "24-users")):
                 page.goto(url + path)
                 expect(page.locator("h1")).to_be_visible()
                 shot(page, name)
+            page.goto(url + "/services")
+            expect(page.locator("main")).to_contain_text("all services ok")
+            shot(page, "26-health")
+            page.goto(url + "/backups")
+            page.get_by_role("button", name="Back up now").click()
+            expect(page.get_by_role("status")).to_contain_text("Backup started.")
+            expect(page.locator("#backup-operation")).to_contain_text("succeeded", timeout=120_000)
+            expect(page.locator("table")).to_contain_text("MiB")
+            shot(page, "28-backups")
             page.goto(url + "/audit")
             expect(page.locator("table")).to_contain_text("scanner.create")
+            expect(page.locator("table")).to_contain_text("backup.create")
             page.get_by_role("button", name="Verify the chain").click()
             expect(page.locator("#verify-result")).to_contain_text("Chain intact")
             shot(page, "25-audit")

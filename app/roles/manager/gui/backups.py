@@ -28,8 +28,8 @@ async def _state(settings: Settings) -> dict[str, Any]:
         status = msgspec.convert(await call_backup_api(settings, "GET", "/status"), StatusRead)
         backups = msgspec.convert(await call_backup_api(settings, "GET", "/backups"), list[BackupRead])
     except DomainError as exc:
-        return {"status": None, "backups": [], "unavailable": str(exc)}
-    return {"status": status, "backups": backups, "unavailable": ""}
+        return {"current": None, "backups": [], "unavailable": str(exc)}
+    return {"current": status, "backups": backups, "unavailable": ""}
 
 
 @get("/backups")

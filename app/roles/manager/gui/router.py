@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
+import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, Router
 from litestar.datastructures import ResponseHeader
@@ -31,6 +33,7 @@ from app.roles.manager.gui import (
 )
 from app.roles.manager.gui.render import page
 
+log = logging.getLogger("mipo.manager.gui")
 HERE = Path(__file__).resolve().parent.parent
 GUI_ROUTES = [*session_pages.ROUTES, *dashboard.ROUTES, *users.ROUTES, *audit.ROUTES, *events.ROUTES,
               *services.ROUTES, *scanners.ROUTES, *config_pages.ROUTES, *scans.ROUTES, *results_pages.ROUTES,
@@ -66,13 +69,26 @@ def _domain_error(request: Request, exc: DomainError) -> Response:
     return page(request, "error.html", "Refused", status=exc.status_code, message=str(exc))
 
 
+def _database_down(request: Request, exc: Exception) -> Response:
+    log.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+    return page(request, "error.html", "Database unavailable", status=503,
+                message="A database did not answer. Try again in a moment; the health page shows which one.")
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return page(request, "error.html", "Internal error", status=500,
+                message="Something went wrong on our side; the error was logged.")
+
+
 def gui_router() -> Router:
     return Router(
         "/", route_handlers=GUI_ROUTES, guards=[authorize], include_in_schema=False,
         response_headers=SECURITY_HEADERS,
         dependencies=AUTH_DEPENDENCIES,
         exception_handlers={Unauthorized: _to_login, Forbidden: _forbidden, NotFound: _not_found,
-                            DomainError: _domain_error},
+                            DomainError: _domain_error, psycopg.Error: _database_down,
+                            TimeoutError: _database_down, Exception: _internal_error},
     )
 
 
