@@ -132,6 +132,11 @@ ORDER BY 2, 1
 """
 
 
+HOST_OBSERVATIONS = f"""
+SELECT {OBSERVATION_COLUMNS} FROM observations WHERE ip = %(ip)s::inet ORDER BY time DESC, port LIMIT %(limit)s
+"""
+
+
 def _filter_params(f: ChangeFilter) -> dict[str, Any]:
     return {"runs": f.run_ids, "scanner": f.scanner_id, "subnet": f.subnet, "port": f.port, "change": f.change,
             "since": f.since, "until": f.until}
@@ -182,4 +187,11 @@ async def point_in_time(conn: AsyncConnection, at: datetime, scanner_id: int | N
 async def host_ports(conn: AsyncConnection, ip: str) -> list[PortHistory]:
     async with conn.cursor(row_factory=class_row(PortHistory)) as cur:
         await cur.execute(HOST_PORTS, {"ip": ip})
+        return await cur.fetchall()
+
+
+async def host_observations(conn: AsyncConnection, ip: str, limit: int) -> list[ObservationRead]:
+    """The address's latest observations, newest first."""
+    async with conn.cursor(row_factory=class_row(ObservationRead)) as cur:
+        await cur.execute(HOST_OBSERVATIONS, {"ip": ip, "limit": limit})
         return await cur.fetchall()

@@ -92,6 +92,8 @@ class PortHistory(msgspec.Struct):
 
 
 class HostHistory(msgspec.Struct):
+    """Ports per scanner (first/last seen, current state), changes newest first, latest observations."""
+
     ip: str
     ports: list[PortHistory]
     changes: list[PortChangeRead]

@@ -107,8 +107,7 @@ async def host_history(conn: AsyncConnection, ip: str) -> HostHistory:
     address = parse_ip(ip)
     ports = await repo.host_ports(conn, address)
     changes = await repo.list_changes(conn, ChangeFilter(subnet=address), HOST_CHANGES_LIMIT)
-    observations = await repo.list_observations(
-        conn, observation_params(None, None, address, None, None, None), HOST_OBSERVATIONS_LIMIT)
+    observations = await repo.host_observations(conn, address, HOST_OBSERVATIONS_LIMIT)
     if not ports and not changes:
         raise NotFound(f"nothing is known about {address}: no scan found it open", reason="unknown_host")
     return HostHistory(ip=address, ports=ports, changes=changes, observations=observations)
