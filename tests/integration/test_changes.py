@@ -197,3 +197,16 @@ def test_each_change_becomes_an_event_and_a_flood_is_summarised(dsns: tuple[str,
     assert sum(v for k, v in classes.items() if k in ("port_opened", "port_closed")) == MAX_EVENTS_PER_RUN
     assert classes["port_changes_summarised"] == 1
     assert summary is not None and "101 more port changes" in summary[0]
+
+
+def test_coverage_reads_cidrs_ipv6_and_tcp_suffixes_and_ignores_unreadable_items(dsns: tuple[str, str]) -> None:
+    """Coverage as CIDR strings or IPv6 ranges counts; a port item it cannot read covers nothing (never 'closed')."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("2001:db8::5", 443), ("198.18.0.10", 22), ("198.18.0.10", 25)])
+    cover(owner, 1, A, [["2001:db8::", "2001:db8::ff"], "198.18.0.0/24"], "22/tcp,25,443")
+    detect(dispatcher, 1)
+    # Run 2 finds nothing; its coverage says 443/tcp on the IPv6 range, 22 on the /24, and "smtp" (unreadable).
+    cover(owner, 2, A, [["2001:db8::", "2001:db8::ff"], "198.18.0.0/24"], "22,443/tcp,smtp")
+    found = detect(dispatcher, 2)
+    assert sorted((c.ip, c.port, c.change) for c in found) == [
+        ("198.18.0.10", 22, "closed"), ("2001:db8::5", 443, "closed")]
