@@ -34,7 +34,7 @@ def deploy_hook() -> Callable[[LabState], Any] | None:
     return hook if callable(hook) else None
 
 
-def _report_deploy(result: Any) -> int:
+def report_deploy(result: Any) -> int:
     """Print what the operator needs after `appliance.deploy.deploy_lab` (a `DeployResult`): the GUI URL,
     the CA file to trust and the first admin's credentials, or one line saying what failed."""
     if not getattr(result, "ok", False):
@@ -64,7 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         result = hook(up.state)
     except Exception as exc:  # any failure of the deploy ends in one line saying what to do
         return _fail(f"deploy failed: {exc}. The hosts stay up: fix the cause, then run `mipo lab up` again")
-    return _report_deploy(result)
+    return report_deploy(result)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
