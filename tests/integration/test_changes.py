@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from app.db.connect import conninfo
-from app.domain.results.changes import MAX_EVENTS_PER_RUN, changes_as_events
+from app.domain.results.changes import MAX_EVENTS_PER_RUN, changes_as_events, detect_changes_for_run
 from tests.conftest import SettingsFactory
 from tests.support.results import T0, changes, cover, detect, observe
 
@@ -210,3 +210,19 @@ def test_coverage_reads_cidrs_ipv6_and_tcp_suffixes_and_ignores_unreadable_items
     found = detect(dispatcher, 2)
     assert sorted((c.ip, c.port, c.change) for c in found) == [
         ("198.18.0.10", 22, "closed"), ("2001:db8::5", 443, "closed")]
+
+
+def test_detection_works_without_a_caller_transaction(dsns: tuple[str, str]) -> None:
+    """An autocommit connection still gets one atomic detection (its temp tables live for the transaction)."""
+    owner, dispatcher = dsns
+    observe(owner, 1, A, [("198.18.0.10", 22)])
+    cover(owner, 1, A, NET, "22")
+    detect(dispatcher, 1)
+    cover(owner, 2, A, NET, "22")
+
+    async def run() -> int:
+        async with await psycopg.AsyncConnection.connect(dispatcher, autocommit=True) as conn:
+            return await detect_changes_for_run(conn, 2)
+
+    assert asyncio.run(run()) == 1
+    assert changes(owner) == [(2, A, "198.18.0.10", 22, "closed")]

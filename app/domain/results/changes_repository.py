@@ -229,30 +229,32 @@ async def pending_scanners(conn: AsyncConnection, run_id: int) -> list[int]:
 async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> list[PortChangeRead]:
     """Run the detection statements in the caller's transaction; returns the changes stored."""
     params: dict[str, object] = {"run": run_id, "scanners": scanners}
-    # Hashing and sorting a run's open set (up to millions of rows) in memory, for this transaction only;
-    # JIT compilation costs more than it saves on these one-off statements.
-    await conn.execute("SET LOCAL work_mem = '256MB'")
-    await conn.execute("SET LOCAL jit = off")
-    await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff")
-    await conn.execute(RUN_CELLS, params)
-    await conn.execute(TEMP_TABLES)
-    await conn.execute(HOSTS, params)
-    await conn.execute(DIFF, params)
-    await conn.execute(DEDUPE_KNOWN)
-    await conn.execute(DEDUPE_SUPERSEDED, params)
-    row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
-    params["earlier"] = bool(row and row[0])
-    async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
-        await cur.execute(STORE_CHANGES, params)
-        stored = await cur.fetchall()
-    await conn.execute(STATE_UPDATE_SEEN, params)
-    await conn.execute(STATE_CLOSE, params)
-    try:
-        async with conn.transaction():  # a savepoint: the plain insert is the fast path
-            await conn.execute(STATE_INSERT_NEW, params)
-    except psycopg.errors.UniqueViolation:
-        await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
-    await conn.execute(STORE_COVERAGE, params)
-    await conn.execute(SUMMARIES, params)
-    await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")
+    # Its own transaction (a savepoint inside the caller's): the temp tables live ON COMMIT DROP.
+    async with conn.transaction():
+        # Hashing and sorting a run's open set (up to millions of rows) in memory, for this transaction only;
+        # JIT compilation costs more than it saves on these one-off statements.
+        await conn.execute("SET LOCAL work_mem = '256MB'")
+        await conn.execute("SET LOCAL jit = off")
+        await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff")
+        await conn.execute(RUN_CELLS, params)
+        await conn.execute(TEMP_TABLES)
+        await conn.execute(HOSTS, params)
+        await conn.execute(DIFF, params)
+        await conn.execute(DEDUPE_KNOWN)
+        await conn.execute(DEDUPE_SUPERSEDED, params)
+        row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
+        params["earlier"] = bool(row and row[0])
+        async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
+            await cur.execute(STORE_CHANGES, params)
+            stored: list[PortChangeRead] = await cur.fetchall()
+        await conn.execute(STATE_UPDATE_SEEN, params)
+        await conn.execute(STATE_CLOSE, params)
+        try:
+            async with conn.transaction():  # a savepoint: the plain insert is the fast path
+                await conn.execute(STATE_INSERT_NEW, params)
+        except psycopg.errors.UniqueViolation:
+            await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
+        await conn.execute(STORE_COVERAGE, params)
+        await conn.execute(SUMMARIES, params)
+        await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")
     return stored
