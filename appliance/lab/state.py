@@ -2,7 +2,10 @@
 
 Path: ``$MIPO_LAB_DIR/lab.json``, by default ``/var/lib/mipo-lab/lab.json`` (see `state_dir()`).
 It is (re)written by every `mipo lab up` and removed by `mipo lab destroy`. Read it with
-`load_lab_state()`, which returns a `LabState` (or raises `LabError` saying to run `mipo lab up`).
+`load_lab_state()`, which returns a `LabState` (or raises `LabError` saying to run `mipo lab up`):
+`host(name)`, `group(name)`, `groups` (group → host names), `ssh_command(name, *cmd)` and
+`run(name, "shell command")` (SSH as root; a non-zero exit raises `LabError` unless ``check=False``).
+After booting, `mipo lab up` calls `appliance.deploy.deploy_lab(state)` when that exists.
 
 Format (JSON, ``version`` 1)::
 

@@ -1,5 +1,7 @@
-"""Services the lab puts on `target` (a stand-in for something a scanner finds): HTTPS on 443 with a
-self-signed certificate and plain HTTP on 8080, each a systemd unit tests may stop and start."""
+"""The lab's `target` services (what a scanner should find): self-signed HTTPS on 443, HTTP on 8080.
+
+Each is a systemd unit in the host's own layer that tests may stop and start; the appliance deploy never
+touches `target`."""
 
 from __future__ import annotations
 
