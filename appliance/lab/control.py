@@ -15,7 +15,7 @@ from pathlib import Path
 from appliance.lab import aptproxy, hosts, network
 from appliance.lab.keys import ensure_ssh_key
 from appliance.lab.state import LabError, LabState, build_state, save_lab_state, state_dir, state_file
-from appliance.lab.topology import HOSTS, NETWORKS, HostSpec
+from appliance.lab.topology import HOSTS, NETWORKS, HostSpec, host_spec
 
 Progress = Callable[[str], None]
 
@@ -105,6 +105,32 @@ def lab_up(progress: Progress = _quiet, root: Path | None = None) -> UpResult:
         degraded = {name: units for name, units in failed.items() if units}
         progress(f"{len(waiting)} hosts up" + (f"; degraded: {degraded}" if degraded else ""))
         return UpResult(state, [s.name for s, _ in started], degraded)
+
+
+def stop_host(name: str, root: Path | None = None) -> None:
+    """Power one host off (its state is kept), e.g. to show the appliance survives losing it."""
+    _require_root()
+    root = root or state_dir()
+    host_spec(name)  # an unknown name fails here, naming the lab's hosts
+    with lab_lock(root):
+        hosts.stop(hosts.HostDirs.of(root, name))
+
+
+def start_host(name: str, root: Path | None = None) -> list[str]:
+    """Boot one stopped host of an up lab again; return its failed units (empty when `running`)."""
+    from appliance.lab.state import load_lab_state
+
+    _require_root()
+    root = root or state_dir()
+    spec = host_spec(name)
+    state = load_lab_state(state_file(root))
+    with lab_lock(root):
+        dirs = hosts.HostDirs.of(root, name)
+        if hosts.running_pid(dirs) is None:
+            hosts.mount_root(dirs, state.image)
+            hosts.seed(spec, dirs.root, state.ssh_key.with_suffix(".pub").read_text())
+            hosts.start(spec, dirs)
+        return hosts.wait_ready(spec, dirs, state.ssh_key)
 
 
 def lab_down(progress: Progress = _quiet, root: Path | None = None) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from appliance.cli import REPO
+from appliance.lab.control import start_host, stop_host
 from appliance.lab.state import LabState
 from appliance.lab.topology import APT_PROXY_PORT, HOSTS, NETWORKS, TARGET_HTTP_UNIT
 
@@ -215,6 +216,19 @@ def test_apt_works_through_the_proxy(lab: LabState, name: str) -> None:
     assert f'"{NETWORKS["internal" if name == "db" else "external"].proxy_url}"' in out
     assert "Err:" not in out and "Failed to fetch" not in out
     assert "trixie InRelease" in out
+
+
+def test_a_host_can_be_powered_off_and_booted_again(lab: LabState) -> None:
+    """Tests can take one host away (e.g. an ingest node) and bring it back with its state."""
+    scanner_b = lab.host("scanner-b").addresses["external"]
+    lab.run("scanner-b", "echo kept > /root/marker")
+    stop_host("scanner-b")
+    try:
+        assert probe(lab, "scanner-a", scanner_b, 22) != ""
+    finally:
+        start_host("scanner-b")
+    assert lab.run("scanner-b", "cat /root/marker").stdout == "kept\n"
+    assert connects(lab, "scanner-a", scanner_b, 22)
 
 
 def test_mipo_lab_status_and_ssh_commands(lab: LabState) -> None:
