@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import psycopg
 from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
+from app.db.connect import conninfo
 from app.roles.manager.app import create_app
 from tests.conftest import SettingsFactory
 from tests.support.manager import DEFAULT_PASSWORD, create_user
@@ -109,3 +111,43 @@ def test_first_login_goes_to_the_password_page_and_nowhere_else(migrated: Settin
                                               "confirm_password": "new-password-123"})
         assert done.status_code == 200 and "Password changed." in done.text
         assert client.get("/users").status_code == 200
+
+
+def test_configuration_pages_create_preview_refuse_deleting_what_is_used_and_audit(migrated: SettingsFactory) -> None:
+    """Forms create the objects a template needs; the template page previews its scan; a port list in use is not
+    deleted (the reason is shown); every change is in the audit log under the operator's name."""
+    settings = migrated()
+    name = create_user(settings, role="operator")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+
+        def post(path: str, data: dict[str, object]) -> str:
+            response = client.post(path, data={"csrf_token": csrf, **data})
+            assert response.status_code == 200, (path, response.status_code, response.text[-800:])
+            return response.text
+
+        post("/subnets", {"name": "lab", "cidr": "198.18.0.0/30"})
+        post("/port-lists", {"name": "web", "spec": "80,443"})
+        post("/scanner-groups", {"name": "all", "mode": "split"})
+        with psycopg.connect(conninfo(settings, "config")) as conn:
+            ids = {path: conn.execute(f"SELECT id FROM {table} WHERE name = %s", (row,)).fetchone()[0]  # type: ignore[index]
+                   for path, table, row in (("subnets", "subnets", "lab"), ("port-lists", "port_lists", "web"),
+                                            ("scanner-groups", "scanner_groups", "all"))}
+        post("/templates", {"name": "web-scan", "port_list_id": ids["port-lists"],
+                            "scanner_group_id": ids["scanner-groups"], "subnet_ids": [ids["subnets"]],
+                            "rate": "1000", "timeout_ms": "800", "banner": "true"})
+        template_id = int(re.findall(r'href="/templates/(\d+)"', client.get("/templates").text)[0])  # the only one
+        preview = client.get(f"/templates/{template_id}").text
+        assert "4 addresses x 2 ports = 8 probes" in preview
+
+        refused = client.post(f"/port-lists/{ids['port-lists']}/delete", data={"csrf_token": csrf})
+        assert refused.status_code == 409 and "web-scan" in refused.text
+        assert "web" in client.get("/port-lists").text
+        bad = client.post("/templates", data={"csrf_token": csrf, "name": "x", "port_list_id": "",
+                                              "scanner_group_id": ids["scanner-groups"]})
+        assert bad.status_code == 422 and 'id="e-port_list_id"' in bad.text
+
+    with psycopg.connect(conninfo(settings, "config")) as conn:
+        rows = conn.execute("SELECT actor, object_type FROM audit_log ORDER BY id").fetchall()
+    assert {r[0] for r in rows} == {name}
+    assert [r[1] for r in rows][:4] == ["subnet", "port_list", "scanner_group", "scan_template"]

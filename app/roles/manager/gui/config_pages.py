@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection
 
+from app.config import Settings
 from app.domain.config_objects import exclusions, port_lists, scanner_groups, schedules, subnets, templates
 from app.domain.config_objects import schemas as s
 from app.domain.scanners import repository as scanners_repo
@@ -34,6 +35,13 @@ async def _template_choices(conn: AsyncConnection) -> list[tuple[int | str, str]
 async def _scanner_choices(conn: AsyncConnection) -> list[tuple[int | str, str]]:
     # `offline_after` only affects the online flag, which a choice list does not show.
     return [(x.id, f"{x.name} ({x.status})") for x in await scanners_repo.list_scanners(conn, 1.0)]
+
+
+async def _template_preview(conn: AsyncConnection, settings: Settings, template_id: int) -> list[tuple[str, str]]:
+    preview = await templates.preview_template(conn, settings, template_id)
+    return [("A run now would scan", f"{preview.addresses:,} addresses x {preview.ports:,} ports = "
+                                     f"{preview.probes:,} probes in {preview.ranges:,} ranges"),
+            ("Left out by exclusions and scope", f"{preview.excluded_addresses:,} addresses")]
 
 
 NAME = Field("name", "Name")
@@ -100,6 +108,7 @@ TEMPLATES = Resource(
     choices={"port_lists": _port_list_choices, "scanner_groups": _scanner_group_choices,
              "subnets": _subnet_choices, "subnet_groups": _subnet_group_choices},
     run_now_attr="id",
+    facts_fn=_template_preview,
 )
 SCHEDULES = Resource(
     "schedules", "Schedules", "Schedule", schedules.list_schedules, schedules.get_schedule,

@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Template
 from psycopg import AsyncConnection
 
+from app.config import Settings
 from app.errors import DomainError
 from app.roles.manager.gui.render import (
     FORM_ERROR,
@@ -68,6 +69,8 @@ class Resource:
     write_role: str = "operator"
     intro: str = ""
     run_now_attr: str = ""  # when set, each row gets a "Run now" button for the template id in this attribute
+    # Extra facts shown on the edit page, e.g. what a template would scan now: [(label, value), …]
+    facts_fn: Callable[[AsyncConnection, Settings, int], Awaitable[list[tuple[str, str]]]] | None = None
 
     def label(self, item: Any) -> str:
         return str(getattr(item, "name", None) or getattr(item, "cidr", None) or f"#{item.id}")
@@ -140,11 +143,17 @@ def routes(res: Resource) -> list[HTTPRouteHandler]:
     async def edit_page(request: Request, conn: AsyncConnection, item_id: int, *, status: int = 200,
                         errors: dict[str, str] | None = None) -> Template:
         item = await res.get_fn(conn, item_id)
+        facts: list[tuple[str, str]] = []
+        if res.facts_fn is not None:
+            try:
+                facts = await res.facts_fn(conn, request.app.state.settings, item_id)
+            except DomainError as exc:
+                facts = [("Problem", str(exc))]
         names = {x.name for x in msgspec.structs.fields(res.update_type)}
         values = {f.name: getattr(item, f.name, "") for f in res.fields}
         return page(request, "crud_edit.html", f"{res.singular} {res.label(item)}", status=status, res=res,
                     item=item, fields=[f for f in res.fields if f.name in names], options=await options(conn),
-                    values=values, errors=errors or {})
+                    values=values, errors=errors or {}, facts=facts)
 
     @get(base, name=f"{res.slug}-list")
     async def list_handler(request: Request, config_conn: AsyncConnection) -> Template:
