@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from app import __version__
@@ -52,7 +53,9 @@ def build_role_app(
         **(extra_dependencies or {}),
     }
     openapi_config = (
-        OpenAPIConfig(title=f"mipo {role} API", version=__version__, path="/api/schema")
+        # Only the JSON and YAML documents: the HTML viewers would load scripts from third-party CDNs.
+        OpenAPIConfig(title=f"mipo {role} API", version=__version__, path="/api/schema",
+                      render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()])
         if openapi
         else None
     )

@@ -302,3 +302,13 @@ def _config_dsn(settings: Settings) -> str:
 
 
 assert SAFE_METHODS  # imported for readers: the guard's notion of "safe"
+
+
+def test_openapi_document_is_served_but_no_html_viewer_with_cdn_scripts(migrated: SettingsFactory) -> None:
+    """The schema is at /api/schema/openapi.json; no Swagger/Redoc page pulls scripts from a CDN."""
+    with TestClient(create_app(migrated()), base_url="http://127.0.0.1") as client:
+        schema = client.get("/api/schema/openapi.json")
+        assert schema.status_code == 200 and "/api/users" in schema.json()["paths"]
+        for viewer in ("swagger", "redoc", "rapidoc", "elements"):
+            response = client.get(f"/api/schema/{viewer}")
+            assert response.status_code == 404 or "cdn" not in response.text.lower(), viewer
