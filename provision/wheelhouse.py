@@ -1,6 +1,6 @@
 """Build, on the controller, the wheelhouse the hosts install from (they have no internet): cached by content.
 
-The mipo wheel is built from the last commit (set MIPO_WHEEL_FROM=worktree to deploy uncommitted edits):
+The mipo wheel is built from a commit (HEAD, or $MIPO_WHEEL_REV; MIPO_WHEEL_FROM=worktree deploys uncommitted edits):
 what reaches the hosts is what was reviewed, and a half-finished edit in the tree cannot break a deploy.
 """
 
@@ -35,18 +35,23 @@ def requirements() -> list[str]:
     return [*project["dependencies"], *traefik]
 
 
-def _from_git() -> bool:
-    """Build from the last commit (what was reviewed), unless asked for the working tree or there is no git."""
+def source_revision() -> str | None:
+    """The commit the mipo wheel is built from: $MIPO_WHEEL_REV, else HEAD; None for the working tree.
+
+    `mipo deploy` resolves it once and passes it down, so every host of one deploy gets the same code.
+    """
     if os.environ.get("MIPO_WHEEL_FROM") == "worktree":
-        return False
-    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", "HEAD"],
-                          capture_output=True, check=False).returncode == 0
+        return None
+    wanted = os.environ.get("MIPO_WHEEL_REV") or "HEAD"
+    result = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", f"{wanted}^{{commit}}"],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _sources_digest(from_git: bool) -> str:
-    if from_git:
+def _sources_digest(rev: str | None) -> str:
+    if rev:
         # Tree hashes of the committed sources: exact, and unaffected by uncommitted edits.
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", *(f"HEAD:{p}" for p in PROJECT_SOURCES)],
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", *(f"{rev}:{p}" for p in PROJECT_SOURCES)],
                              capture_output=True, text=True, check=True).stdout
         return "git-" + hashlib.sha256(out.encode()).hexdigest()[:12]
     digest = hashlib.sha256()
@@ -60,10 +65,10 @@ def _sources_digest(from_git: bool) -> str:
     return "tree-" + digest.hexdigest()[:12]
 
 
-def _export_sources(src: Path, from_git: bool) -> None:
+def _export_sources(src: Path, rev: str | None) -> None:
     """The files the mipo wheel is built from: pyproject, README and the app package."""
-    if from_git:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", *PROJECT_SOURCES,
+    if rev:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, *PROJECT_SOURCES,
                                   "README.md"], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
         return
@@ -95,8 +100,8 @@ def build_wheelhouse(cache: Path) -> Path:
     """Return a directory holding every wheel the hosts need; rebuilt only when pyproject or app/ change."""
     cache.mkdir(parents=True, exist_ok=True)
     deps_key = hashlib.sha256("\n".join(requirements()).encode()).hexdigest()[:16]
-    from_git = _from_git()
-    target = cache / f"wheelhouse-{deps_key}-{_sources_digest(from_git)}"
+    rev = source_revision()
+    target = cache / f"wheelhouse-{deps_key}-{_sources_digest(rev)}"
     if (target / "MANIFEST").exists():
         return target
     with open(cache / ".lock", "w") as lock:
@@ -120,7 +125,7 @@ def build_wheelhouse(cache: Path) -> Path:
         src = cache / "src"
         shutil.rmtree(src, ignore_errors=True)
         src.mkdir()
-        _export_sources(src, from_git)
+        _export_sources(src, rev)
         _run("build the mipo wheel", [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                                       "--disable-pip-version-check", "--wheel-dir", str(tmp), str(src)], log)
         shutil.rmtree(src, ignore_errors=True)

@@ -12,9 +12,9 @@ from appliance.lab.state import LabState
 pytestmark = pytest.mark.lab
 
 
-def test_second_deploy_changes_nothing(deployed_lab: LabState) -> None:
-    """Idempotence: deploying an appliance that is already deployed reports zero changed operations."""
-    result = run_deploy(lab_appliance_file(deployed_lab))
+def test_second_deploy_changes_nothing(deployed_lab: LabState, lab_deploy_result: Any) -> None:
+    """Idempotence: deploying the same commit into an already deployed appliance reports zero changed operations."""
+    result = run_deploy(lab_appliance_file(deployed_lab), revision=lab_deploy_result.revision or None)
     assert result.ok, f"the second deploy failed; see {result.log}"
     assert result.changed == 0, f"the second deploy changed {result.changed} operations; see {result.log}"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shlex
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from appliance.deploy import lab_appliance_file
 from appliance.lab.state import LabState
-from provision.controller import prepared
 from tests.lab.deploy_support import BACKUP, EDGE_EXTERNAL, INGEST_1, MANAGER, connects, put_file
 
 pytestmark = pytest.mark.lab
@@ -18,9 +18,9 @@ CA = "/tmp/mipo-ca.crt"
 
 
 @pytest.fixture(scope="module")
-def scanner(deployed_lab: LabState) -> Iterator[str]:
+def scanner(deployed_lab: LabState, lab_deploy_result: Any) -> Iterator[str]:
     """scanner-a, an external host, trusting the appliance CA (as an operator's machine would)."""
-    put_file(deployed_lab, "scanner-a", CA, prepared(str(lab_appliance_file(deployed_lab))).ca_cert.read_text())
+    put_file(deployed_lab, "scanner-a", CA, Path(lab_deploy_result.ca_file).read_text())
     yield "scanner-a"
 
 
