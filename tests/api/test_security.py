@@ -148,6 +148,10 @@ def test_login_issues_a_new_session_id_and_ignores_a_planted_one(migrated: Setti
         client.cookies.clear()
         second = client.post("/api/auth/login", json=body, cookies={"mipo_session": first}).cookies.get("mipo_session")
         assert second and second != first
+        client.cookies.clear()
+        # Logging in again ends the session the browser held before.
+        assert client.get("/api/auth/me", cookies={"mipo_session": first}).status_code == 401
+        assert client.get("/api/auth/me", cookies={"mipo_session": second}).status_code == 200
 
 
 def test_logged_out_session_is_dead_server_side(migrated: SettingsFactory) -> None:

@@ -38,8 +38,10 @@ def digest(token: str) -> bytes:
 
 
 async def login(conn: AsyncConnection, settings: SessionSettings, username: str, password: str,
-                client_address: str | None, user_agent: str | None) -> LoginResult:
-    """Never raises for a refused login: the caller commits so the failed attempt is counted."""
+                client_address: str | None, user_agent: str | None, *, previous_token: str = "") -> LoginResult:
+    """Never raises for a refused login: the caller commits so the failed attempt is counted.
+
+    A session the browser still held (`previous_token`) ends when a new one starts."""
     username = username[:64]
     account_failures, address_failures = await repo.recent_failures(
         conn, username, client_address, settings.login_window_minutes)
@@ -59,6 +61,8 @@ async def login(conn: AsyncConnection, settings: SessionSettings, username: str,
     csrf = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(hours=settings.absolute_hours)
     await repo.delete_expired(conn, settings.idle_minutes)
+    if previous_token:
+        await repo.delete(conn, digest(previous_token))
     await repo.insert(conn, digest(token), row["id"], csrf, expires, client_address,
                       (user_agent or "")[:256] or None)
     user = SessionUser(row["id"], row["username"], row["role"], row["must_change_password"], csrf, digest(token))

@@ -15,7 +15,7 @@ from app.domain.sessions import service as sessions
 from app.domain.sessions.service import SessionUser
 from app.domain.users import service as users
 from app.domain.users.schemas import PasswordChange, Role
-from app.roles.manager.auth import client_address, expired_cookie, session_cookie
+from app.roles.manager.auth import client_address, cookie_name, expired_cookie, session_cookie
 from app.web.problems import problem
 
 
@@ -59,7 +59,8 @@ async def login(data: LoginRequest, request: Request, config_conn: AsyncConnecti
                 settings: NamedDependency[Settings]) -> Response[Me] | Response[dict]:
     # Refusals are returned, not raised: the transaction must commit so the failed attempt counts.
     result = await sessions.login(config_conn, settings.session, data.username, data.password,
-                                  client_address(request, settings), request.headers.get("user-agent"))
+                                  client_address(request, settings), request.headers.get("user-agent"),
+                                  previous_token=request.cookies.get(cookie_name(settings), ""))
     if result.outcome != "ok" or result.user is None:
         status, text = _REFUSALS[result.outcome]
         return problem(status, "Login refused", result.outcome, text)

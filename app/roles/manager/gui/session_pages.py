@@ -18,7 +18,7 @@ from app.domain.sessions.service import SessionUser
 from app.domain.users import service as users
 from app.domain.users.schemas import PasswordChange
 from app.errors import DomainError
-from app.roles.manager.auth import client_address, current_user, expired_cookie, session_cookie
+from app.roles.manager.auth import client_address, cookie_name, current_user, expired_cookie, session_cookie
 from app.roles.manager.gui.render import FormInvalid, domain_errors, form_values, page, parse_form, redirect
 
 LOGIN_FIELD = "login_token"
@@ -66,7 +66,8 @@ async def login_submit(request: Request, config_conn: AsyncConnection,
         return _login_page(request, settings, status=403, error="The login form expired. Please try again.")
     username = values.get("username", "")
     result = await sessions.login(config_conn, settings.session, username, values.get("password", ""),
-                                  client_address(request, settings), request.headers.get("user-agent"))
+                                  client_address(request, settings), request.headers.get("user-agent"),
+                                  previous_token=request.cookies.get(cookie_name(settings), ""))
     if result.outcome != "ok" or result.user is None:
         status, text = _REFUSALS[result.outcome]
         return _login_page(request, settings, status=status, error=text, username=username)
