@@ -94,6 +94,11 @@ def test_viewer_sees_no_admin_pages_and_is_refused_them(migrated: SettingsFactor
         home = client.get("/")
         assert 'href="/users"' not in home.text and 'href="/audit"' not in home.text
         assert client.get("/users").status_code == 403
+        # Read-only pages: no form that the viewer could not submit anyway.
+        for path in ("/subnets", "/templates", "/scanners", "/schedules"):
+            text = client.get(path).text
+            assert 'method="post" action="' + path + '"' not in text, path
+            assert "Run now" not in text, path
 
 
 def test_first_login_goes_to_the_password_page_and_nowhere_else(migrated: SettingsFactory) -> None:

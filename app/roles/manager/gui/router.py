@@ -101,7 +101,15 @@ def template_config() -> TemplateConfig:
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                               trim_blocks=True, lstrip_blocks=True)
     environment.filters["utc"] = _utc
+    environment.filters["kv"] = _key_values
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment))
+
+
+def _key_values(value: object) -> str:
+    """A JSON object as `key: value` pairs without the empty ones, for dense before/after cells."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)
+    return " · ".join(f"{k}: {v}" for k, v in value.items() if v not in (None, "", [], {}))
 
 
 def _utc(moment: datetime) -> str:
