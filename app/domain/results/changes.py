@@ -41,12 +41,15 @@ async def detect_changes(results_conn: AsyncConnection, run_id: int) -> list[Por
     scanners = await repo.pending_scanners(results_conn, run_id)
     if not scanners:
         return []
-    return await repo.detect(results_conn, run_id, scanners)
+    return (await repo.detect(results_conn, run_id, scanners))[1]
 
 
 async def detect_changes_for_run(results_conn: AsyncConnection, run_id: int) -> int:
     """The dispatcher's hook: detect and store the run's changes in the caller's transaction; returns how many."""
-    return len(await detect_changes(results_conn, run_id))
+    scanners = await repo.pending_scanners(results_conn, run_id)
+    if not scanners:
+        return 0
+    return (await repo.detect(results_conn, run_id, scanners, with_rows=False))[0]
 
 
 def _describe(change: PortChangeRead) -> str:

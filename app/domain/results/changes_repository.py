@@ -226,8 +226,10 @@ async def pending_scanners(conn: AsyncConnection, run_id: int) -> list[int]:
     return [int(r[0]) for r in await cur.fetchall()]
 
 
-async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> list[PortChangeRead]:
-    """Run the detection statements in the caller's transaction; returns the changes stored."""
+async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
+                 with_rows: bool = True) -> tuple[int, list[PortChangeRead]]:
+    """Run the detection statements in the caller's transaction; returns how many changes were stored and,
+    when asked, the changes themselves (decoding 10k rows costs more than detecting them)."""
     params: dict[str, object] = {"run": run_id, "scanners": scanners}
     # Its own transaction (a savepoint inside the caller's): the temp tables live ON COMMIT DROP.
     async with conn.transaction():
@@ -244,9 +246,14 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> lis
         await conn.execute(DEDUPE_SUPERSEDED, params)
         row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
         params["earlier"] = bool(row and row[0])
-        async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
-            await cur.execute(STORE_CHANGES, params)
-            stored: list[PortChangeRead] = await cur.fetchall()
+        stored: list[PortChangeRead] = []
+        if with_rows:
+            async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
+                await cur.execute(STORE_CHANGES, params)
+                stored = await cur.fetchall()
+                count = len(stored)
+        else:
+            count = (await conn.execute(STORE_CHANGES.split("RETURNING")[0], params)).rowcount
         await conn.execute(STATE_UPDATE_SEEN, params)
         await conn.execute(STATE_CLOSE, params)
         try:
@@ -257,4 +264,4 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int]) -> lis
         await conn.execute(STORE_COVERAGE, params)
         await conn.execute(SUMMARIES, params)
         await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")
-    return stored
+    return count, stored
