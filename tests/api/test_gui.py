@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import psycopg
 from litestar.routes import HTTPRoute
@@ -156,3 +157,30 @@ def test_configuration_pages_create_preview_refuse_deleting_what_is_used_and_aud
         rows = conn.execute("SELECT actor, object_type FROM audit_log ORDER BY id").fetchall()
     assert {r[0] for r in rows} == {name}
     assert [r[1] for r in rows][:4] == ["subnet", "port_list", "scanner_group", "scan_template"]
+
+
+def test_operator_repairs_a_job_from_the_run_page(migrated: SettingsFactory,
+                                                  owner_dsn: Callable[[str], str]) -> None:
+    """Redispatch of a running job is queued for the dispatcher and audited; failing a completed job is refused."""
+    settings = migrated()
+    with psycopg.connect(owner_dsn("jobs")) as conn:
+        run = conn.execute("INSERT INTO scan_runs (template_id, template_name, mode, total_cost, done_cost)"
+                           " VALUES (1, 'nightly', 'split', 20, 5) RETURNING id").fetchone()
+        assert run is not None
+        jobs = [conn.execute("INSERT INTO jobs (run_id, status, targets, ports, cost) VALUES (%s, %s, '[]', '80', 10)"
+                             " RETURNING id", (run[0], status)).fetchone() for status in ("running", "completed")]
+    running, completed = (j[0] for j in jobs if j is not None)
+    name = create_user(settings, role="operator")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+        page = client.get(f"/scans/{run[0]}").text
+        assert 'id="run-percent">25%' in page and f"/jobs/{running}/reassign" in page
+        assert f"/jobs/{completed}/" not in page  # nothing to repair on a completed job
+        done = client.post(f"/scans/{run[0]}/jobs/{running}/redispatch", data={"csrf_token": csrf})
+        assert done.status_code == 200 and "redispatch requested" in done.text
+        refused = client.post(f"/scans/{run[0]}/jobs/{completed}/fail", data={"csrf_token": csrf})
+        assert "only pending or running jobs" in refused.text
+    with psycopg.connect(owner_dsn("config")) as conn:
+        assert conn.execute("SELECT action, job_id, requested_by FROM repair_requests").fetchall() == [
+            ("redispatch", running, name)]
+        assert conn.execute("SELECT action FROM audit_log").fetchall() == [("repair.redispatch",)]

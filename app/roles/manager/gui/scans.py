@@ -12,15 +12,17 @@ from psycopg import AsyncConnection
 
 from app.domain.config_objects.templates import list_templates
 from app.domain.overview.repository import run_request, scanner_names
+from app.domain.repairs import service as repairs
 from app.domain.runs import repository as runs_repo
 from app.domain.runs import service as runs
 from app.domain.runs.schemas import RunRequestCreate
-from app.errors import NotFound
+from app.errors import DomainError, NotFound
 from app.roles.manager.gui.params import Filters
 from app.roles.manager.gui.render import form_values, page, redirect
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 STATUSES = ("running", "completed", "partial", "failed", "cancelled")
+JOB_REPAIRS = ("redispatch", "reassign", "fail")
 PER_PAGE = 50
 
 
@@ -72,4 +74,18 @@ async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection, con
                 names=await scanner_names(config_conn))
 
 
-ROUTES = [scans_page, run_now, run_request_page, run_page]
+@post("/scans/{run_id:int}/jobs/{job_id:int}/{action:str}")
+async def repair_job(run_id: Id, job_id: Id, action: str, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
+                     actor: NamedDependency[str]) -> Response:
+    """Operator repairs of one job (redispatch, reassign within the group, fail); the dispatcher carries them out."""
+    if action not in JOB_REPAIRS:
+        raise NotFound(f"no job action {action!r}")
+    try:
+        async with config_conn.transaction():  # a savepoint: a refused repair leaves nothing behind
+            repair = await repairs.request_repair(config_conn, jobs_conn, actor, action, job_id=job_id)  # type: ignore[arg-type]
+    except DomainError as exc:
+        return redirect(f"/scans/{run_id}", f"Job #{job_id}: {exc}")
+    return redirect(f"/scans/{run_id}", f"Job #{job_id}: {action} requested (repair #{repair.id}).")
+
+
+ROUTES = [scans_page, run_now, run_request_page, run_page, repair_job]
