@@ -316,3 +316,21 @@ def test_openapi_document_is_served_but_no_html_viewer_with_cdn_scripts(migrated
         for viewer in ("swagger", "redoc", "rapidoc", "elements"):
             response = client.get(f"/api/schema/{viewer}")
             assert response.status_code == 404 or "cdn" not in response.text.lower(), viewer
+
+
+def test_self_refreshing_pages_do_not_keep_an_unattended_session_alive(migrated: SettingsFactory) -> None:
+    """htmx polling (X-Mipo-Poll) is answered but does not reset the idle timer; a real request does."""
+    settings = migrated()
+    with manager_client(settings, role="viewer") as api, psycopg.connect(_config_dsn(settings)) as conn:
+        conn.autocommit = True
+        conn.execute("UPDATE sessions SET last_seen_at = now() - interval '20 minutes'")
+
+        def idle_minutes() -> float:
+            row = conn.execute("SELECT extract(epoch FROM now() - last_seen_at) / 60 FROM sessions").fetchone()
+            assert row is not None
+            return float(row[0])
+
+        assert api.get("/dashboard/live", headers={"X-Mipo-Poll": "1", "HX-Request": "true"}).status_code == 200
+        assert idle_minutes() > 19
+        assert api.get("/").status_code == 200
+        assert idle_minutes() < 1

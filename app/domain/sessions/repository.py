@@ -18,16 +18,18 @@ async def insert(conn: AsyncConnection, id_hash: bytes, user_id: int, csrf_token
     )
 
 
-async def find_live(conn: AsyncConnection, id_hash: bytes, idle_minutes: int) -> dict[str, Any] | None:
-    """The session and its user when neither timeout has passed and the user is enabled; touches it."""
+async def find_live(conn: AsyncConnection, id_hash: bytes, idle_minutes: int, *,
+                    touch: bool = True) -> dict[str, Any] | None:
+    """The session and its user when neither timeout has passed and the user is enabled; touches it unless
+    `touch` is false (an automatic refresh is not the user being active)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "UPDATE sessions s SET last_seen_at = now() FROM users u"
+            "UPDATE sessions s SET last_seen_at = CASE WHEN %(touch)s THEN now() ELSE s.last_seen_at END FROM users u"
             " WHERE s.id_hash = %(h)s AND u.id = s.user_id AND NOT u.disabled"
             " AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(mins => %(idle)s)"
             " RETURNING u.id AS user_id, u.username, u.role, u.must_change_password, s.csrf_token,"
             " s.expires_at",
-            {"h": id_hash, "idle": idle_minutes},
+            {"h": id_hash, "idle": idle_minutes, "touch": touch},
         )
         return await cur.fetchone()
 

@@ -69,11 +69,13 @@ async def login(conn: AsyncConnection, settings: SessionSettings, username: str,
     return LoginResult("ok", token=token, user=user)
 
 
-async def resolve(conn: AsyncConnection, settings: SessionSettings, token: str) -> SessionUser | None:
+async def resolve(conn: AsyncConnection, settings: SessionSettings, token: str, *,
+                  activity: bool = True) -> SessionUser | None:
+    """The live session of this cookie value; `activity=False` (a page refreshing itself) keeps the idle timer."""
     if not token or len(token) > 128:
         return None
     id_hash = digest(token)
-    row = await repo.find_live(conn, id_hash, settings.idle_minutes)
+    row = await repo.find_live(conn, id_hash, settings.idle_minutes, touch=activity)
     if row is None:
         return None
     return SessionUser(row["user_id"], row["username"], row["role"], row["must_change_password"],

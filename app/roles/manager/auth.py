@@ -20,6 +20,7 @@ from app.errors import Forbidden, Unauthorized
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+POLL_HEADER = "x-mipo-poll"
 
 
 def cookie_name(settings: Settings) -> str:
@@ -74,7 +75,9 @@ async def current_user(connection: ASGIConnection) -> SessionUser | None:
     if token:
         pool = connection.app.state.pools.get("config")
         async with pool.connection() as conn, conn.transaction():
-            user = await resolve(conn, settings.session, token)
+            # Live parts of pages (htmx polling) say so: they must not keep an unattended session alive.
+            polling = connection.headers.get(POLL_HEADER) == "1"
+            user = await resolve(conn, settings.session, token, activity=not polling)
     connection.scope["mipo_user"] = user  # type: ignore[typeddict-unknown-key]
     if user is not None:
         connection.scope["user"] = user
