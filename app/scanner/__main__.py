@@ -15,7 +15,16 @@ from . import VERSION
 from .agent import FATAL_EXIT, Agent, Fatal
 from .client import ApiRefused, Client, TransportError
 from .engine import ConnectScanner
-from .ports import iter_addresses, iter_ports, outside_scope, parse_ports, parse_targets
+from .parallel import PARALLEL_MIN_PROBES, ParallelScanner, default_workers, worker_main
+from .ports import (
+    count_addresses,
+    count_ports,
+    iter_addresses,
+    iter_ports,
+    outside_scope,
+    parse_ports,
+    parse_targets,
+)
 from .settings import DEFAULT_CONFIG, host_id, load, read_key, write_key
 
 
@@ -75,10 +84,17 @@ def scan(args: argparse.Namespace) -> int:
         return 2
     ports = parse_ports(args.ports)
     found: list[tuple[str, int]] = []
-    engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
-    probes = ((ip, p) for ip in iter_addresses(ranges) for p in iter_ports(ports))
-    stats = asyncio.run(engine.run(probes, lambda o: found.append((o.ip, o.port))))
-    print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "closed": stats.closed,
+    workers = args.workers or (default_workers()
+                               if count_addresses(ranges) * count_ports(ports) >= PARALLEL_MIN_PROBES else 1)
+    if workers > 1:
+        parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers)
+        targets = [[str(a), str(b)] for a, b in ranges]
+        stats = asyncio.run(parallel.run(targets, args.ports, lambda o: found.append((o.ip, o.port))))
+    else:
+        engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
+        probes = ((ip, p) for ip in iter_addresses(ranges) for p in iter_ports(ports))
+        stats = asyncio.run(engine.run(probes, lambda o: found.append((o.ip, o.port))))
+    print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "workers": workers, "closed": stats.closed,
                       "filtered": stats.filtered, "errors": stats.errors, "seconds": stats.seconds}))
     return 0
 
@@ -98,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_scan.add_argument("--rate", type=float, default=20000)
     p_scan.add_argument("--concurrency", type=int, default=2000)
     p_scan.add_argument("--timeout-ms", type=int, default=1000)
+    p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big scans)")
+    sub.add_parser("worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "version":
@@ -107,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return enrol(args.config, args.token_file)
     if args.command == "run":
         return run(args.config)
+    if args.command == "worker":
+        return worker_main()
     return scan(args)
 
 

@@ -14,7 +14,16 @@ from typing import Any
 from . import VERSION
 from .client import ApiRefused, Client, TransportError
 from .engine import ConnectScanner, OpenPort
-from .ports import iter_addresses, iter_ports, outside_scope, parse_ports, parse_targets
+from .parallel import PARALLEL_MIN_PROBES, ParallelScanner, default_workers
+from .ports import (
+    count_addresses,
+    count_ports,
+    iter_addresses,
+    iter_ports,
+    outside_scope,
+    parse_ports,
+    parse_targets,
+)
 from .probes import ServiceInfo, identify
 from .settings import AgentSettings
 from .spool import Spool
@@ -150,7 +159,14 @@ class Agent:
         rate = min(int(options.get("rate", self.rate_limit)), self.rate_limit)
         timeout = float(options.get("timeout_ms", 1000)) / 1000.0
         want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
+        probes_total = count_addresses(ranges) * count_ports(ports)
+        # Auto (workers = 0): one process per core, only for jobs big enough to pay for starting them.
+        workers = self.settings.workers or (default_workers() if probes_total >= PARALLEL_MIN_PROBES else 1)
+        parallel = ParallelScanner(rate, self.concurrency, timeout, workers) if workers > 1 else None
         scanner = ConnectScanner(rate, self.concurrency, timeout)
+
+        def scanned() -> int:
+            return parallel.done if parallel is not None else scanner.stats.done
         seq = int(job.get("first_batch_seq", 0))
         batch: list[dict[str, Any]] = []
         batches = 0
@@ -163,7 +179,7 @@ class Agent:
             if not batch:
                 return
             payload = {"job_id": job_id, "batch_seq": seq, "lease_token": lease,
-                       "scanned": scanner.stats.done, "results": batch}
+                       "scanned": scanned(), "results": batch}
             self.spool.put(Spool.batch_name(job_id, lease, seq), json.dumps(payload).encode())
             seq, batches, batch = seq + 1, batches + 1, []
             self._spooled.set()
@@ -195,12 +211,14 @@ class Agent:
                     last_progress = now
                     try:
                         await self._call(self._progress, "/scanner/v1/progress",
-                                         {"job_id": job_id, "lease_token": lease, "scanned": scanner.stats.done})
+                                         {"job_id": job_id, "lease_token": lease, "scanned": scanned()})
                     except ApiRefused as exc:
                         if exc.reason == "stale_lease":
                             log.warning("job %s lease %s superseded: stopping", job_id, lease)
                             stale = True
                             scanner.stop()
+                            if parallel is not None:
+                                parallel.stop()
                             return
                     except TransportError as exc:
                         log.warning("progress failed (results stay spooled): %s", exc)
@@ -208,7 +226,10 @@ class Agent:
         probes = ((ip, port) for ip in iter_addresses(ranges) for port in iter_ports(ports))
         tick = asyncio.create_task(ticker())
         try:
-            stats = await scanner.run(probes, on_open)
+            if parallel is not None:
+                stats = await parallel.run(job["targets"], job["ports"], on_open)
+            else:
+                stats = await scanner.run(probes, on_open)
             while enriching:
                 await asyncio.gather(*list(enriching))
         finally:
@@ -216,7 +237,8 @@ class Agent:
         if stale:
             return
         flush()
-        log.info("job %s done: %s probes, %s open, %.1f s", job_id, stats.attempts, stats.open, stats.seconds)
+        log.info("job %s done: %s probes, %s open, %.1f s, %s process(es)", job_id, stats.attempts, stats.open,
+                 stats.seconds, workers)
         self._spool_complete(job_id, lease, {"status": "completed", "batches": batches, "scanned": stats.done})
 
     async def _upload_loop(self) -> None:

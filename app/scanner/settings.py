@@ -20,6 +20,7 @@ class AgentSettings:
     batch_size: int = 2000           # results per spooled batch
     batch_seconds: float = 1.0       # a partial batch is spooled after this long
     machine_id_file: str = "/etc/machine-id"
+    workers: int = 0                 # scan processes for big jobs; 0: one per CPU core
 
 
 def load(path: str | os.PathLike[str]) -> AgentSettings:

@@ -84,7 +84,8 @@ def test_ingest_crash_and_partition_lose_nothing_and_double_nothing(env: IngestE
     listeners = AcceptAll(LISTENERS)
     try:
         enrolment = env.new_scanner("streamer")
-        config = agent_config(env, "agent", batch_size=250, batch_seconds=0.5)
+        # Two scan processes: the parallel path streams through the same spool.
+        config = agent_config(env, "agent", batch_size=250, batch_seconds=0.5, workers=2)
         assert agent_enrol(env, config, enrolment.token).returncode == 0
         ports = ",".join(str(p) for p in listeners.ports)
         with running_agent(env, config):
@@ -97,7 +98,7 @@ def test_ingest_crash_and_partition_lose_nothing_and_double_nothing(env: IngestE
             env.process.start()
             _wait_for(lambda: _ledger(env, job_id) >= 30, 60, "batches after the restart")
             with blackholed(env.process.port):
-                time.sleep(8)
+                time.sleep(30)  # as long as the lab test cuts the link
             status = env.wait_job(job_id, timeout=180)
             assert status[0] == "completed", status
     finally:
