@@ -205,8 +205,9 @@ def test_coverage_reads_cidrs_ipv6_and_tcp_suffixes_and_ignores_unreadable_items
     observe(owner, 1, A, [("2001:db8::5", 443), ("198.18.0.10", 22), ("198.18.0.10", 25)])
     cover(owner, 1, A, [["2001:db8::", "2001:db8::ff"], "198.18.0.0/24"], "22/tcp,25,443")
     detect(dispatcher, 1)
-    # Run 2 finds nothing; its coverage says 443/tcp on the IPv6 range, 22 on the /24, and "smtp" (unreadable).
-    cover(owner, 2, A, [["2001:db8::", "2001:db8::ff"], "198.18.0.0/24"], "22,443/tcp,smtp")
+    # Run 2 finds nothing; its coverage says 22 and 443/tcp, then items it cannot read (a name, an inverted
+    # range that would have covered 25, a number too large).
+    cover(owner, 2, A, [["2001:db8::", "2001:db8::ff"], "198.18.0.0/24"], "22,443/tcp,smtp,25-24,999999")
     found = detect(dispatcher, 2)
     assert sorted((c.ip, c.port, c.change) for c in found) == [
         ("198.18.0.10", 22, "closed"), ("2001:db8::5", 443, "closed")]
