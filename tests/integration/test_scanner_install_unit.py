@@ -178,7 +178,12 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
         assert "enrolled as scanner debian-scanner" in done.stdout, done.stdout + done.stderr
 
         assert container.run("systemctl is-active mipo-scanner").stdout.strip() == "active"
-        assert container.run("ps -o user:20= -C python3").stdout.split() == ["mipo-scanner"]
+        def agent_users() -> list[str]:
+            out = container.run("ps -eo user:20=,args= | grep '[a]gent.pyz --config'", check=False).stdout
+            return [line.split()[0] for line in out.splitlines()]
+
+        _wait(lambda: agent_users(), 20, "the agent process")
+        assert set(agent_users()) == {"mipo-scanner"}
         # The unit's sandbox as systemd applied it (no capabilities at all, no new privileges).
         props = container.run("systemctl show mipo-scanner -p NoNewPrivileges -p CapabilityBoundingSet"
                               " -p ProtectSystem -p PrivateUsers").stdout.split()
@@ -187,14 +192,17 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
         assert container.run("stat -c '%a %U %G' /etc/mipo-scanner/key").stdout.strip() == "640 root mipo-scanner"
         _wait(lambda: _online(env, first.scanner.id), 20, "the unit's first heartbeat")
 
-        low = greet_port - 20
-        _run, job_id = env.new_job(first.scanner.id, [[HOST_SIDE, HOST_SIDE]], f"{low}-{greet_port + 20}",
-                                   cost=41)
-        status = env.wait_job(job_id, timeout=90)
-        assert status[0] == "completed", (status, container.run("journalctl -u mipo-scanner --no-pager | tail -20",
-                                                                 check=False).stdout)
-        rows = env.query("results", "SELECT port, banner FROM observations WHERE job_id = %s", (job_id,))
-        assert rows == [(greet_port, "SSH-2.0-mipo-install-test")]
+        # The full TCP range: big enough for the agent to spread it over one process per core, in the sandbox.
+        _run, job_id = env.new_job(first.scanner.id, [[HOST_SIDE, HOST_SIDE]], "1-65535", cost=65535)
+        status = env.wait_job(job_id, timeout=180)
+        journal = container.run("journalctl -u mipo-scanner --no-pager | tail -20", check=False).stdout
+        assert status[0] == "completed", (status, journal)
+        rows = dict(env.query("results", "SELECT port, banner FROM observations WHERE job_id = %s", (job_id,)))
+        # Other wildcard listeners of this machine answer on HOST_SIDE too; ours must be there, exactly so.
+        assert rows[greet_port] == "SSH-2.0-mipo-install-test" and forwarder.port in rows
+        assert env.query("jobs", "SELECT done_cost FROM jobs WHERE id = %s", (job_id,)) == [(65535,)]
+        cores = int(container.run("nproc").stdout)
+        assert "65535 probes" in journal and f"{min(cores, 8)} process(es)" in journal, journal
 
         # Re-install with a token made for a new scanner row: the host keeps its identity and history.
         second = env.new_scanner("debian-scanner-again")
