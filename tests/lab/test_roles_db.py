@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,10 @@ pytestmark = pytest.mark.lab
 APP_HOSTS = ["manager", "ingest-1", "ingest-2", "dispatcher", "backup"]
 
 
-def test_postgres_listens_on_the_internal_address_only(deployed_lab: LabState) -> None:
+def test_postgres_listens_on_the_internal_address_only(deployed_lab: LabState, lab_host: Any) -> None:
     """PostgreSQL never listens on 0.0.0.0 or another address: only the db's internal address (and no IPv6)."""
-    listeners = deployed_lab.run("db", "ss -Hltn 'sport = :5432'").stdout.split("\n")
-    local = sorted(line.split()[3] for line in listeners if line.strip())
-    assert local == [f"{DB}:5432"]
+    listening = [s for s in lab_host("db").socket.get_listening_sockets() if s.endswith(":5432")]
+    assert listening == [f"tcp://{DB}:5432"]
 
 
 @pytest.mark.parametrize("host", ["edge", "scanner-a", "target"])
