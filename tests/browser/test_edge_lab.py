@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from appliance.lab.state import LabState
@@ -38,18 +39,30 @@ def verified_leaf_spki(host: str, name: str, ca_file: str) -> str:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
+def goto(page: Page, url: str) -> None:
+    """page.goto, retried when Chromium aborts it because lab interfaces came or went (hosts starting/stopping
+    create and remove veth links on this machine); any other error fails at once."""
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
+
+
 def log_in_as_deploy_admin(page: Page, url: str, username: str, initial: str, remembered: Path) -> None:
     """First run: the deploy's temporary password, changed at once and remembered in the lab state;
     later runs against the same deployment: the remembered one."""
-    page.goto(url + "/login")
+    goto(page, url + "/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(remembered.read_text() if remembered.exists() else initial)
     page.get_by_role("button", name="Log in").click()
     if page.url.endswith("/password"):
         chosen = f"lab-browser-{uuid.uuid4().hex[:16]}"
-        page.get_by_label("Current password").fill(initial)
-        page.get_by_label("New password", exact=True).fill(chosen)
-        page.get_by_label("New password again").fill(chosen)
+        page.locator("#f-current_password").fill(initial)
+        page.locator("#f-new_password").fill(chosen)
+        page.locator("#f-confirm_password").fill(chosen)
         page.get_by_role("button", name="Change password").click()
         expect(page.get_by_role("status")).to_contain_text("Password changed.")
         remembered.write_text(chosen)
@@ -90,7 +103,7 @@ def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_resul
             assert cookie["path"] == "/" and not cookie["domain"].startswith(".")
             shot(page, "01-dashboard")
 
-            page.goto(url + "/scanners")
+            goto(page, url + "/scanners")
             form = page.locator("form[method='post'][action='/scanners']")
             form.locator("[name='name']").fill(f"lab-browser-{suffix}")
             form.locator("button[type='submit']").click()
@@ -101,20 +114,20 @@ def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_resul
                 ("/subnets", {"name": f"lab-target-{suffix}", "cidr": "198.18.0.30"}),
                 ("/port-lists", {"name": f"lab-ports-{suffix}", "spec": "22,80,443"}),
             ):
-                page.goto(url + path)
+                goto(page, url + path)
                 form = page.locator(f"form[method='post'][action='{path}']")
                 for field, value in values.items():
                     form.locator(f"[name='{field}']").fill(value)
                 form.locator("button[type='submit']").click()
                 expect(page.get_by_role("status")).to_contain_text("created")
-            page.goto(url + "/scanner-groups")
+            goto(page, url + "/scanner-groups")
             form = page.locator("form[method='post'][action='/scanner-groups']")
             form.locator("[name='name']").fill(f"lab-group-{suffix}")
             form.locator("[name='mode']").select_option("split")
             form.get_by_label(re.compile(f"lab-browser-{suffix}")).check()
             form.locator("button[type='submit']").click()
             expect(page.get_by_role("status")).to_contain_text("created")
-            page.goto(url + "/templates")
+            goto(page, url + "/templates")
             form = page.locator("form[method='post'][action='/templates']")
             form.locator("[name='name']").fill(f"lab-template-{suffix}")
             form.locator("[name='port_list_id']").select_option(label=f"lab-ports-{suffix} (3 ports)")
@@ -122,7 +135,7 @@ def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_resul
             form.get_by_label(f"lab-target-{suffix} (198.18.0.30/32)").check()
             form.locator("button[type='submit']").click()
             expect(page.get_by_role("status")).to_contain_text("created")
-            page.goto(url + "/schedules")
+            goto(page, url + "/schedules")
             form = page.locator("form[method='post'][action='/schedules']")
             form.locator("[name='name']").fill(f"lab-schedule-{suffix}")
             form.locator("[name='template_id']").select_option(label=f"lab-template-{suffix}")
@@ -131,19 +144,22 @@ def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_resul
             expect(page.get_by_role("status")).to_contain_text("created")
             shot(page, "03-schedules")
 
-            page.goto(url + "/templates")
+            goto(page, url + "/templates")
             page.locator("tr", has_text=f"lab-template-{suffix}").locator("form[action='/scans/run'] button").click()
             page.wait_for_url(re.compile(r"/scans/\d+$"), timeout=90_000)
             expect(page.locator("#run-status")).to_be_visible()
             shot(page, "04-run")
             for path in ("/results", "/changes", "/services"):
-                page.goto(url + path)
+                goto(page, url + path)
                 expect(page.locator("h1")).to_be_visible()
                 shot(page, f"05{path.replace('/', '-')}")
 
             page.get_by_role("button", name="Log out").click()
             expect(page).to_have_url(re.compile(r"/login$"))
-            page.goto(url + "/scans")
+            goto(page, url + "/scans")
             expect(page).to_have_url(re.compile(r"/login\?next=%2Fscans$"))
+        except Exception:
+            shot(page, "failure")  # what the browser showed when the flow broke
+            raise
         finally:
             context.close()
