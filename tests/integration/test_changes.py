@@ -10,7 +10,12 @@ import psycopg
 import pytest
 
 from app.db.connect import conninfo
-from app.domain.results.changes import MAX_EVENTS_PER_RUN, changes_as_events, detect_changes_for_run
+from app.domain.results.changes import (
+    MAX_EVENTS_PER_RUN,
+    changes_as_events,
+    detect_changes,
+    detect_changes_for_run,
+)
 from tests.conftest import SettingsFactory
 from tests.support.results import T0, changes, cover, detect, observe
 
@@ -227,3 +232,23 @@ def test_detection_works_without_a_caller_transaction(dsns: tuple[str, str]) -> 
 
     assert asyncio.run(run()) == 1
     assert changes(owner) == [(2, A, "198.18.0.10", 22, "closed")]
+
+
+def test_one_vantage_points_part_can_be_detected_first(dsns: tuple[str, str]) -> None:
+    """Scanner A's part of a mirror run is detected when it finishes; B's later, each exactly once."""
+    owner, dispatcher = dsns
+    for scanner in (A, B):
+        observe(owner, 1, scanner, [("198.18.0.10", 22)])
+        cover(owner, 1, scanner, NET, "22")
+    detect(dispatcher, 1)
+    for scanner in (A, B):
+        cover(owner, 2, scanner, NET, "22")
+
+    async def part(scanners: list[int] | None) -> list[int]:
+        async with await psycopg.AsyncConnection.connect(dispatcher) as conn:
+            async with conn.transaction():
+                return [c.scanner_id for c in await detect_changes(conn, 2, scanners)]
+
+    assert asyncio.run(part([A])) == [A]
+    assert asyncio.run(part(None)) == [B]
+    assert asyncio.run(part(None)) == []

@@ -36,9 +36,13 @@ SEVERITY: dict[str, Severity] = {
 }
 
 
-async def detect_changes(results_conn: AsyncConnection, run_id: int) -> list[PortChangeRead]:
-    """Detect and store the changes of one run (every scanner not yet done); returns the new changes."""
+async def detect_changes(results_conn: AsyncConnection, run_id: int,
+                         scanner_ids: list[int] | None = None) -> list[PortChangeRead]:
+    """Detect and store the changes of one run — of every scanner not yet done, or only of `scanner_ids`
+    (a vantage point whose part of a mirror run finished first); returns the new changes."""
     scanners = await repo.pending_scanners(results_conn, run_id)
+    if scanner_ids is not None:
+        scanners = [s for s in scanners if s in scanner_ids]
     if not scanners:
         return []
     return (await repo.detect(results_conn, run_id, scanners))[1]
