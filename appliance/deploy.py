@@ -105,7 +105,8 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
     except ValueError:
         changed, errors = 0, 1
     return DeployResult(returncode, changed, errors, log, url=appliance.public_url,
-                        ca_file=str(appliance.state_dir / "pki" / "ca.crt"), revision=revision or "")
+                        ca_file=appliance.deploy.edge_ca or str(appliance.state_dir / "pki" / "ca.crt"),
+                        revision=revision or "")
 
 
 def deploy(config: str | Path, inventory: str | Path = INVENTORY) -> int:

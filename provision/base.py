@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra.operations import files, server, systemd
 
-from provision.config import CA_PATH, CREDENTIALS_DIR
+from provision.config import CA_PATH, CREDENTIALS_DIR, EDGE_CA_PATH
 from provision.controller import Prepared
 from provision.ops import changed, deploy, put_text
 
@@ -35,6 +35,9 @@ def deploy_base(prepared: Prepared) -> None:
     files.directory(name="Ensure the root-only credentials directory", path=CREDENTIALS_DIR, user="root",
                     group="root", mode="0700")
     put_text("Ensure the appliance CA certificate in /etc/mipo", CA_PATH, prepared.ca_cert.read_bytes())
+    if prepared.appliance.deploy.edge_certificate:
+        put_text("Ensure the CA of the operator's edge certificate (scanners pin it)", EDGE_CA_PATH,
+                 prepared.edge_ca.read_bytes())
     trust = put_text("Ensure the appliance CA is in the system trust store source",
                      "/usr/local/share/ca-certificates/mipo-appliance-ca.crt", prepared.ca_cert.read_bytes())
     server.shell(name="Rebuild the system trust store after the CA changed", commands=["update-ca-certificates"],

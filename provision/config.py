@@ -30,6 +30,7 @@ MANAGER_PORT = 8001
 INGEST_PORT = 8002
 BACKUP_PORT = 8003
 CA_PATH = "/etc/mipo/ca.crt"
+EDGE_CA_PATH = "/etc/mipo/edge-ca.crt"
 CREDENTIALS_DIR = "/etc/mipo/credentials"
 
 
@@ -61,6 +62,11 @@ class DeployOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     package_proxy: str = ""
     # DNS names the edge certificate carries besides the edge's addresses.
     edge_names: list[str] = []
+    # An operator-supplied edge certificate (PEM chain), its key and the CA that issued it, as paths on the
+    # controller. Empty: the deploy issues the edge certificate from the appliance CA.
+    edge_certificate: str = ""
+    edge_key: str = ""
+    edge_ca: str = ""
 
 
 class ApplianceDocument(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -101,6 +107,11 @@ class Appliance:
         return str(self.settings.get("public_url") or f"https://{edge.external_address or edge.address}")
 
     @property
+    def edge_ca_path(self) -> str:
+        """Where app hosts find the CA that signed the edge certificate (the operator's, when supplied)."""
+        return EDGE_CA_PATH if self.deploy.edge_certificate else CA_PATH
+
+    @property
     def proxy(self) -> tuple[str, int] | None:
         if not self.deploy.package_proxy:
             return None
@@ -136,6 +147,8 @@ class Appliance:
         ingest_addr = host.address if "ingest" in roles else self.one("ingest").address
         doc["ingest"] = {"listen": f"{ingest_addr}:{INGEST_PORT}", "trusted_proxies": [f"{edge.address}/32"]}
         doc["backup_api"] = {"listen": f"{backup.address}:{BACKUP_PORT}"}
+        # Install commands and install.sh embed the CA that signed the edge certificate, for scanners to pin.
+        doc["scanner"] = {**dict(doc.get("scanner", {})), "ca_file": self.edge_ca_path}
         doc["backup"] = {**dict(doc.get("backup", {})), "url": f"http://{backup.address}:{BACKUP_PORT}",
                          "signing_key_credential": BACKUP_SIGNING_KEY, "api_token_credential": BACKUP_API_TOKEN,
                          "admin_user": SUPERUSER,
@@ -189,6 +202,14 @@ def validate(doc: ApplianceDocument, source: str) -> Appliance:
         except ValueError:
             raise ConfigError(f"{source}: deploy.admin_networks[{i}]: expected a network such as "
                               f"198.18.1.1/32, got {net!r}") from None
+    supplied = [bool(doc.deploy.edge_certificate), bool(doc.deploy.edge_key), bool(doc.deploy.edge_ca)]
+    if any(supplied) and not all(supplied):
+        raise ConfigError(f"{source}: deploy.edge_certificate, deploy.edge_key and deploy.edge_ca: give all three "
+                          "(an operator-supplied certificate) or none (the appliance CA issues one)")
+    for key in ("edge_certificate", "edge_key", "edge_ca"):
+        value = getattr(doc.deploy, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{source}: deploy.{key}: no such file on this machine: {value}")
     if not doc.deploy.admin_networks:
         raise ConfigError(f"{source}: deploy.admin_networks: list at least the network the deploy runs from, "
                           "or the firewall would lock the deploy out")

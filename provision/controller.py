@@ -48,6 +48,7 @@ class Prepared:
     ca_cert: Path
     edge_cert: Path
     edge_key: Path
+    edge_ca: Path  # the appliance CA, or the operator's CA when the edge certificate is theirs
     db_cert: Path
     db_key: Path
     wheelhouse: Path
@@ -88,7 +89,12 @@ def prepare_appliance(appliance: Appliance) -> Prepared:
     ca_cert, _ = ensure_ca(state)
     edge = appliance.one("edge")
     edge_addresses = [a for a in (edge.external_address, edge.address) if a]
-    edge_cert, edge_key = ensure_host_cert(state, "edge", [*appliance.deploy.edge_names, edge.name], edge_addresses)
+    options = appliance.deploy
+    if options.edge_certificate:
+        edge_cert, edge_key, edge_ca = Path(options.edge_certificate), Path(options.edge_key), Path(options.edge_ca)
+    else:
+        edge_cert, edge_key = ensure_host_cert(state, "edge", [*options.edge_names, edge.name], edge_addresses)
+        edge_ca = ca_cert
     db = appliance.one("db")
     db_cert, db_key = ensure_host_cert(state, "db", [db.name], [db.address])
     for role in PASSWORD_ROLES:
@@ -96,7 +102,7 @@ def prepare_appliance(appliance: Appliance) -> Prepared:
     secret(state, BACKUP_API_TOKEN)
     signing_key(state)
     wheelhouse = build_wheelhouse(state / "wheelhouse")
-    return Prepared(appliance, ca_cert, edge_cert, edge_key, db_cert, db_key, wheelhouse)
+    return Prepared(appliance, ca_cert, edge_cert, edge_key, edge_ca, db_cert, db_key, wheelhouse)
 
 
 @functools.cache

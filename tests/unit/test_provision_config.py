@@ -88,3 +88,26 @@ def test_each_ingest_listens_on_its_own_address(appliance: Appliance) -> None:
     listens = {n: parse_settings(tomllib.loads(mipo_toml(appliance, appliance.host(n)))).ingest.listen
                for n in ("ingest-1", "ingest-2")}
     assert listens == {"ingest-1": "198.18.1.12:8002", "ingest-2": "198.18.1.13:8002"}
+
+
+def test_example_appliance_file_is_valid() -> None:
+    """The example operators copy passes `mipo check` as shipped."""
+    example = Path(__file__).resolve().parents[2] / "provision" / "appliance.example.toml"
+    appliance = load_appliance(example)
+    assert appliance.public_url == "https://mipo.example.net"
+    assert appliance.proxy == ("10.20.0.5", 3142)
+
+
+def test_half_an_operator_certificate_is_refused(tmp_path: Path) -> None:
+    """An operator-supplied edge certificate needs its key and CA too."""
+    doc = lab_document(tmp_path)
+    doc["deploy"]["edge_certificate"] = str(tmp_path / "edge.crt")
+    with pytest.raises(ConfigError, match="give all three"):
+        parse_appliance(doc, "appliance.toml")
+
+
+@pytest.mark.parametrize("name", ["manager", "ingest-1"])
+def test_scanners_are_told_the_ca_to_pin(appliance: Appliance, name: str) -> None:
+    """Install commands embed the CA that signed the edge certificate (the appliance CA by default)."""
+    settings = parse_settings(tomllib.loads(mipo_toml(appliance, appliance.host(name))))
+    assert settings.scanner.ca_file == "/etc/mipo/ca.crt"
