@@ -5,6 +5,7 @@ from __future__ import annotations
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from app.domain.events.service import Event
 from app.domain.overview.schemas import PortChange, RunningScan, ScannerCounts
 from app.domain.runs.schemas import RunRequestRead
 
@@ -62,3 +63,14 @@ async def scanner_names(conn: AsyncConnection) -> dict[int, str]:
     """id → name of every scanner, to show names where results carry ids."""
     cur = await conn.execute("SELECT id, name FROM scanners")
     return {int(row[0]): str(row[1]) for row in await cur.fetchall()}
+
+
+async def run_events(conn: AsyncConnection, run_id: int, limit: int = 50) -> list[Event]:
+    """Events about one run (why it failed, stalls, repairs), newest first."""
+    async with conn.cursor(row_factory=class_row(Event)) as cur:
+        await cur.execute(
+            "SELECT id, at, class AS event_class, severity, message, run_id, job_id, scanner_id, action, details"
+            " FROM events WHERE run_id = %s ORDER BY id DESC LIMIT %s",
+            (run_id, limit),
+        )
+        return await cur.fetchall()

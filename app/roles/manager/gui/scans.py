@@ -11,7 +11,7 @@ from litestar.response import Redirect, Template
 from psycopg import AsyncConnection
 
 from app.domain.config_objects.templates import list_templates
-from app.domain.overview.repository import run_request, scanner_names
+from app.domain.overview.repository import run_events, run_request, scanner_names
 from app.domain.repairs import service as repairs
 from app.domain.runs import repository as runs_repo
 from app.domain.runs import service as runs
@@ -71,7 +71,7 @@ async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection, con
     jobs = await runs_repo.list_jobs(jobs_conn, run_id, status=None, limit=500, after_id=None)
     template = "_run_progress.html" if request.headers.get("hx-request") else "run.html"
     return page(request, template, f"Scan #{run.id} — {run.template_name}", run=run, jobs=jobs,
-                names=await scanner_names(config_conn))
+                names=await scanner_names(config_conn), events=await run_events(config_conn, run_id))
 
 
 @post("/scans/{run_id:int}/jobs/{job_id:int}/{action:str}")
