@@ -1,8 +1,9 @@
 """SQL of change detection: one pass over a run's open set against the last known states, then small writes.
 
 The run's observations are read once and full-joined with port_state (the last known state of
-each (scanner, address, port) ever seen open); only rows that differ land in the temp table mipo_diff, so
-everything after the join works on the changes, not on the run. Unchanged open ports cost no write.
+each (scanner, address, port) ever seen open); only rows that differ land in temp tables (mipo_diff for known
+ports, mipo_new for ports first seen), so everything after the join works on the changes, not on the run.
+Unchanged open ports cost no write.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ CREATE TEMP TABLE mipo_diff (
     tls_sha256 text,
     known boolean, was_open boolean, s_service text, s_banner text, s_tls_subject text,
     s_tls_not_after timestamptz, s_tls_sha256 text, since_run bigint
+) ON COMMIT DROP;
+CREATE TEMP TABLE mipo_new (
+    scanner_id bigint, ip inet, port integer, proto text, time timestamptz, service text, banner text,
+    tls_subject text, tls_not_after timestamptz, tls_sha256 text
 ) ON COMMIT DROP
 """
 
@@ -64,21 +69,30 @@ SELECT scanner_id, count(*) FROM (
 
 # The run's open observations against the known states of the same scanners, in one hash full join;
 # only rows that differ (or are new, or vanished while open) are kept.
+# Rows of ports with a known state go to mipo_diff; ports first seen go to mipo_new. On a first scan
+# that is the whole run, and the steps that only concern known ports then do not scan it.
 DIFF = """
-INSERT INTO mipo_diff
-SELECT coalesce(c.scanner_id, s.scanner_id), coalesce(c.ip, s.ip), coalesce(c.port, s.port),
-       coalesce(c.proto, s.proto),
-       c.scanner_id IS NOT NULL, c.time, c.service, c.banner, c.tls_subject, c.tls_not_after, c.tls_sha256,
-       s.scanner_id IS NOT NULL, s.open, s.service, s.banner, s.tls_subject, s.tls_not_after, s.tls_sha256,
-       s.since_run
-FROM (SELECT * FROM observations
-      WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open') c
-FULL JOIN (SELECT * FROM port_state WHERE scanner_id = ANY(%(scanners)s)) s
-       ON c.ip = s.ip AND c.port = s.port AND c.proto = s.proto AND c.scanner_id = s.scanner_id
-WHERE s.scanner_id IS NULL
-   OR (c.scanner_id IS NULL AND s.open)
-   OR (c.scanner_id IS NOT NULL AND (NOT s.open OR c.service IS DISTINCT FROM s.service
-       OR c.banner IS DISTINCT FROM s.banner OR c.tls_sha256 IS DISTINCT FROM s.tls_sha256))
+WITH d AS MATERIALIZED (
+    SELECT coalesce(c.scanner_id, s.scanner_id) AS scanner_id, coalesce(c.ip, s.ip) AS ip,
+           coalesce(c.port, s.port) AS port, coalesce(c.proto, s.proto) AS proto,
+           c.scanner_id IS NOT NULL AS seen, c.time, c.service, c.banner, c.tls_subject, c.tls_not_after,
+           c.tls_sha256, s.scanner_id IS NOT NULL AS known, s.open AS was_open, s.service AS s_service,
+           s.banner AS s_banner, s.tls_subject AS s_tls_subject, s.tls_not_after AS s_tls_not_after,
+           s.tls_sha256 AS s_tls_sha256, s.since_run
+    FROM (SELECT * FROM observations
+          WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open') c
+    FULL JOIN (SELECT * FROM port_state WHERE scanner_id = ANY(%(scanners)s)) s
+           ON c.ip = s.ip AND c.port = s.port AND c.proto = s.proto AND c.scanner_id = s.scanner_id
+    WHERE s.scanner_id IS NULL
+       OR (c.scanner_id IS NULL AND s.open)
+       OR (c.scanner_id IS NOT NULL AND (NOT s.open OR c.service IS DISTINCT FROM s.service
+           OR c.banner IS DISTINCT FROM s.banner OR c.tls_sha256 IS DISTINCT FROM s.tls_sha256))
+), new AS (
+    INSERT INTO mipo_new
+    SELECT scanner_id, ip, port, proto, time, service, banner, tls_subject, tls_not_after, tls_sha256
+    FROM d WHERE NOT known
+)
+INSERT INTO mipo_diff SELECT * FROM d WHERE known
 """
 
 # A port observed more than once in the run (a retried job) is judged by its latest observation. For known
@@ -105,8 +119,7 @@ WHERE d.seen AND d.known AND EXISTS (
 EARLIER_COVERAGE = """
 SELECT EXISTS (
     SELECT 1 FROM coverage_cells cc
-    JOIN (SELECT scanner_id, min(ip) AS lo, max(ip) AS hi FROM mipo_diff WHERE seen AND NOT known
-          GROUP BY scanner_id, family(ip)) n
+    JOIN (SELECT scanner_id, min(ip) AS lo, max(ip) AS hi FROM mipo_new GROUP BY scanner_id, family(ip)) n
       ON cc.scanner_id = n.scanner_id AND cc.ips && inetrange(n.lo, n.hi, '[]')
 )
 """
@@ -138,12 +151,12 @@ SELECT scanner_id, ip, port, proto, 'opened', since_run, NULL, {_j(_STATE, '')},
 FROM mipo_diff WHERE seen AND known AND NOT was_open
 UNION ALL
 SELECT d.scanner_id, d.ip, d.port, d.proto, 'opened', k.run_id, NULL, {_j(_STATE, 'd.')}, d.time
-FROM mipo_diff d
+FROM mipo_new d
 CROSS JOIN LATERAL (
     SELECT max(cc.run_id) AS run_id FROM coverage_cells cc
     WHERE cc.scanner_id = d.scanner_id AND cc.ips @> d.ip AND cc.ports @> d.port
 ) k
-WHERE %(earlier)s AND d.seen AND NOT d.known AND d.proto = 'tcp' AND k.run_id IS NOT NULL
+WHERE %(earlier)s AND d.proto = 'tcp' AND k.run_id IS NOT NULL
 UNION ALL
 SELECT d.scanner_id, d.ip, d.port, d.proto, 'closed', d.since_run,
        jsonb_build_object('service', d.s_service, 'banner', d.s_banner, 'tls_sha256', d.s_tls_sha256,
@@ -185,7 +198,7 @@ INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_
                         tls_sha256, first_seen_run, first_seen_at, since_run, since_at)
 SELECT scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
        %(run)s, time, %(run)s, time
-FROM mipo_diff WHERE seen AND NOT known
+FROM mipo_new
 """
 
 STATE_INSERT_NEW_LATEST = """
@@ -194,7 +207,7 @@ INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_
 SELECT DISTINCT ON (scanner_id, ip, port, proto)
        scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
        %(run)s, time, %(run)s, time
-FROM mipo_diff WHERE seen AND NOT known
+FROM mipo_new
 ORDER BY scanner_id, ip, port, proto, time DESC
 """
 
@@ -237,7 +250,7 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
         # JIT compilation costs more than it saves on these one-off statements.
         await conn.execute("SET LOCAL work_mem = '256MB'")
         await conn.execute("SET LOCAL jit = off")
-        await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff")
+        await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff, mipo_new")
         await conn.execute(RUN_CELLS, params)
         await conn.execute(TEMP_TABLES)
         await conn.execute(HOSTS, params)
@@ -263,5 +276,5 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
             await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
         await conn.execute(STORE_COVERAGE, params)
         await conn.execute(SUMMARIES, params)
-        await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff")
+        await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff, mipo_new")
     return count, stored
