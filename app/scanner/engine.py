@@ -121,6 +121,8 @@ class ConnectScanner:
             loop.add_reader(poller.fileno(), drain)
 
         def sweep() -> None:
+            if poller is not None:
+                drain()  # after a stall, connects that did complete must not be judged timed out
             now = time.monotonic()
             while deadlines and deadlines[0][0] <= now:
                 _, fd, sock = deadlines.popleft()

@@ -85,19 +85,23 @@ class Service:
         self.sock.close()
 
 
-def _window() -> int:
-    """A 200-port window on HOST where nothing listens yet (wildcard listeners would answer on HOST too)."""
+def _window() -> tuple[int, list[socket.socket]]:
+    """A 200-port window on HOST, every port bound by us (no listen) except the three services' ports:
+    no wildcard listener of another process can answer inside it while the test runs."""
     for _ in range(50):
         base = random.randrange(20000, 30000)
-        taken = False
-        for port in range(base, base + 200):
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                if s.connect_ex((HOST, port)) == 0:
-                    taken = True
-                    break
-        if not taken:
-            return base
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + 200):
+                if port - base in (11, 80, 143):
+                    continue
+                s = socket.socket()
+                held.append(s)
+                s.bind((HOST, port))
+            return base, held
+        except OSError:
+            for s in held:
+                s.close()
     raise RuntimeError("no free port window on loopback")
 
 
@@ -109,7 +113,7 @@ def env(pg: PostgresServer, tmp_path: Path) -> Iterator[IngestEnv]:
 
 def test_agent_finds_exact_open_ports_with_banners_and_certificate(env: IngestEnv, tmp_path: Path) -> None:
     """Enrol → heartbeat → claim → scan → batches → complete through real processes; stored results are exact."""
-    base = _window()
+    base, held = _window()
     cert, key, der = self_signed(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
@@ -137,7 +141,7 @@ def test_agent_finds_exact_open_ports_with_banners_and_certificate(env: IngestEn
             status = env.wait_job(job_id)
             assert status[0] == "completed", status
     finally:
-        for s in services:
+        for s in services + held:
             s.close()
     rows = env.query("results", "SELECT port, service, banner, tls_subject, tls_issuer, tls_sans, tls_not_after,"
                      " tls_sha256, host(ip), run_id, scanner_id FROM observations WHERE job_id = %s ORDER BY port",
