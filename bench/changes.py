@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -152,9 +153,12 @@ def one_round(server: PostgresServer, creds: Path, hosts: int, prefix: str) -> d
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=125_000, help="hosts per run (4 open ports each)")
+    parser.add_argument("--steps", action="store_true", help="log the time of each detection step")
     parser.add_argument("--rounds", type=int, default=3,
                         help="repeat on fresh databases; the best time of each step is reported (shared machine)")
     args = parser.parse_args()
+    if args.steps:
+        logging.basicConfig(level=logging.INFO, format="  %(message)s")
     rounds: list[dict[str, float]] = []
     with running_postgres() as server, tempfile.TemporaryDirectory() as tmp:
         creds = Path(tmp)

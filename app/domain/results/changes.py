@@ -12,11 +12,15 @@ Called by the dispatcher when a run's jobs are all terminal. Semantics:
 
 from __future__ import annotations
 
+import logging
+
 from psycopg import AsyncConnection
 
 from app.domain.events.service import Severity, emit
 from app.domain.results import changes_repository as repo
 from app.domain.results.schemas import PortChangeRead
+
+log = logging.getLogger("mipo.changes")
 
 # Beyond this many changes in one run the events carry a summary instead of one event per change:
 # the changes themselves are all stored and listed by the API.
@@ -45,7 +49,7 @@ async def detect_changes(results_conn: AsyncConnection, run_id: int,
         scanners = [s for s in scanners if s in scanner_ids]
     if not scanners:
         return []
-    return (await repo.detect(results_conn, run_id, scanners))[1]
+    return (await _detect(results_conn, run_id, scanners, with_rows=True))[1]
 
 
 async def detect_changes_for_run(results_conn: AsyncConnection, run_id: int) -> int:
@@ -53,7 +57,16 @@ async def detect_changes_for_run(results_conn: AsyncConnection, run_id: int) -> 
     scanners = await repo.pending_scanners(results_conn, run_id)
     if not scanners:
         return 0
-    return (await repo.detect(results_conn, run_id, scanners, with_rows=False))[0]
+    return (await _detect(results_conn, run_id, scanners, with_rows=False))[0]
+
+
+async def _detect(conn: AsyncConnection, run_id: int, scanners: list[int],
+                  with_rows: bool) -> tuple[int, list[PortChangeRead]]:
+    timings: dict[str, float] = {}
+    count, rows = await repo.detect(conn, run_id, scanners, with_rows=with_rows, timings=timings)
+    log.info("run %s: %d port change(s) for scanner(s) %s in %.2f s (%s)", run_id, count, scanners,
+             sum(timings.values()), ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    return count, rows
 
 
 def _describe(change: PortChangeRead) -> str:

@@ -8,6 +8,8 @@ Unchanged open ports cost no write.
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
@@ -113,6 +115,20 @@ WHERE d.seen AND d.known AND EXISTS (
     WHERE o.ip = d.ip AND o.port = d.port AND o.proto = d.proto AND o.scanner_id = d.scanner_id
       AND o.run_id = %(run)s AND o.state = 'open' AND o.time > d.time)
 """
+# The same, one index probe per row: a freshly ingested chunk has no statistics, so the planner would hash
+# the whole run for a few thousand rows. Used below PROBE_LIMIT rows; above it, hashing the run is cheaper.
+DEDUPE_SUPERSEDED_PROBES = """
+DELETE FROM mipo_diff WHERE ctid IN (
+    SELECT d.ctid FROM mipo_diff d
+    CROSS JOIN LATERAL (
+        -- run_id + 0: not an index condition, so the probe walks (ip, port, time) and never the whole run.
+        SELECT 1 FROM observations o
+        WHERE o.ip = d.ip AND o.port = d.port AND o.proto = d.proto AND o.scanner_id = d.scanner_id
+          AND o.run_id + 0 = %(run)s AND o.state = 'open' AND o.time > d.time
+        LIMIT 1) later
+    WHERE d.seen AND d.known)
+"""
+PROBE_LIMIT = 50_000
 
 # Does any earlier complete coverage of these scanners touch the addresses first seen in this run?
 # When not (a first scan, or new space), the per-address look-up below is skipped.
@@ -239,11 +255,21 @@ async def pending_scanners(conn: AsyncConnection, run_id: int) -> list[int]:
     return [int(r[0]) for r in await cur.fetchall()]
 
 
-async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
-                 with_rows: bool = True) -> tuple[int, list[PortChangeRead]]:
+async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *, with_rows: bool = True,
+                 timings: dict[str, float] | None = None) -> tuple[int, list[PortChangeRead]]:
     """Run the detection statements in the caller's transaction; returns how many changes were stored and,
-    when asked, the changes themselves (decoding 10k rows costs more than detecting them)."""
+    when asked, the changes themselves (decoding 10k rows costs more than detecting them). `timings`, when
+    given, receives the seconds each step took."""
     params: dict[str, object] = {"run": run_id, "scanners": scanners}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
     # Its own transaction (a savepoint inside the caller's): the temp tables live ON COMMIT DROP.
     async with conn.transaction():
         # Hashing and sorting a run's open set (up to millions of rows) in memory, for this transaction only;
@@ -253,10 +279,20 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
         await conn.execute("DROP TABLE IF EXISTS mipo_cells, mipo_counts, mipo_diff, mipo_new")
         await conn.execute(RUN_CELLS, params)
         await conn.execute(TEMP_TABLES)
+        lap("setup")
         await conn.execute(HOSTS, params)
+        lap("hosts")
         await conn.execute(DIFF, params)
+        # Known ports that differ: usually a few rows, sometimes many; the planner must know which.
+        await conn.execute("ANALYZE mipo_diff")
+        lap("diff")
         await conn.execute(DEDUPE_KNOWN)
-        await conn.execute(DEDUPE_SUPERSEDED, params)
+        row = await (await conn.execute("SELECT count(*) FROM mipo_diff WHERE seen AND known")).fetchone()
+        seen_known = int(row[0]) if row else 0
+        if seen_known:
+            probes = seen_known <= PROBE_LIMIT
+            await conn.execute(DEDUPE_SUPERSEDED_PROBES if probes else DEDUPE_SUPERSEDED, params)
+        lap("dedupe")
         row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
         params["earlier"] = bool(row and row[0])
         stored: list[PortChangeRead] = []
@@ -267,6 +303,7 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
                 count = len(stored)
         else:
             count = (await conn.execute(STORE_CHANGES.split("RETURNING")[0], params)).rowcount
+        lap("changes")
         await conn.execute(STATE_UPDATE_SEEN, params)
         await conn.execute(STATE_CLOSE, params)
         try:
@@ -274,7 +311,9 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *,
                 await conn.execute(STATE_INSERT_NEW, params)
         except psycopg.errors.UniqueViolation:
             await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
+        lap("state")
         await conn.execute(STORE_COVERAGE, params)
         await conn.execute(SUMMARIES, params)
         await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff, mipo_new")
+    lap("summary")
     return count, stored
