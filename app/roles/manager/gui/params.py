@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from litestar import Request
 
@@ -40,4 +40,5 @@ class Filters:
         except ValueError:
             self.errors[name] = "expected a date and time such as 2026-01-31T14:00"
             return None
-        return parsed if parsed.tzinfo else parsed.astimezone()
+        # Every time on the pages is UTC, so a time typed without an offset is UTC too.
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

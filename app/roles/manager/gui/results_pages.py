@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import urlencode
 
 from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.params import Parameter
 from litestar.response import Template
 from psycopg import AsyncConnection
 
+from app.config import Settings
 from app.domain.overview.repository import scanner_names
 from app.domain.results import service as results
 from app.errors import DomainError
@@ -46,6 +50,37 @@ async def results_page(request: Request, results_conn: AsyncConnection, config_c
                 names=await scanner_names(config_conn))
 
 
+@get("/results/at")
+async def point_in_time_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection,
+                             settings: NamedDependency[Settings]) -> Template:
+    """What was open at one moment, from each scanner (the latest covered state at or before it)."""
+    f = Filters(request)
+    at, scanner_id = f.moment("at"), f.integer("scanner_id", 1)
+    port, subnet = f.integer("port", 0, 65535), f.text("subnet", 64)
+    rows = []
+    if at is not None and not f.errors:
+        try:
+            rows = await results.point_in_time(results_conn, at, scanner_id=scanner_id, subnet=subnet, port=port,
+                                               lookback_days=settings.retention.observations_days,
+                                               limit=PER_PAGE * 5)
+        except DomainError as exc:
+            f.errors[exc.field or "subnet"] = str(exc)
+    return page(request, "point_in_time.html", "Open at a point in time", rows=rows, values=f.values,
+                errors=f.errors, names=await scanner_names(config_conn), asked=at is not None)
+
+
+@get("/scans/{run_id:int}/vantage")
+async def vantage_page(request: Request, run_id: Annotated[int, Parameter(ge=1, le=2**62)],
+                       results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+    """Where the scanners of a mirror run disagree: open from some, covered but not open from others."""
+    rows = await results.cross_vantage(results_conn, run_id,
+                                       include_uncovered=request.query_params.get("uncovered") == "1",
+                                       limit=PER_PAGE * 5)
+    return page(request, "vantage.html", f"Scan #{run_id}: where the vantage points disagree", rows=rows,
+                run_id=run_id, names=await scanner_names(config_conn),
+                uncovered=request.query_params.get("uncovered") == "1")
+
+
 @get("/changes")
 async def changes_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
     f = Filters(request)
@@ -78,4 +113,4 @@ async def host_page(request: Request, results_conn: AsyncConnection, config_conn
                 values=f.values, errors=f.errors, names=await scanner_names(config_conn))
 
 
-ROUTES = [results_page, changes_page, host_page]
+ROUTES = [results_page, point_in_time_page, vantage_page, changes_page, host_page]
