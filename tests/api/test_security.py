@@ -334,3 +334,15 @@ def test_self_refreshing_pages_do_not_keep_an_unattended_session_alive(migrated:
         assert idle_minutes() > 19
         assert api.get("/").status_code == 200
         assert idle_minutes() < 1
+
+
+def test_operator_is_refused_on_every_admin_route(migrated: SettingsFactory) -> None:
+    """Routes marked admin (users, audit, scanner enrolment, restores, …) refuse an operator, GET or not."""
+    with manager_client(migrated(), role="operator") as api:
+        admin_routes = [(method, route.path) for route in api.app.routes if isinstance(route, HTTPRoute)  # type: ignore[attr-defined]
+                        for handler in route.route_handlers if handler.opt.get("min_role") == "admin"
+                        for method in handler.http_methods - {"OPTIONS", "HEAD"}]
+        assert {("GET", "/api/users"), ("GET", "/api/audit/verify"), ("GET", "/users")} <= set(admin_routes)
+        for method, path in admin_routes:
+            response = api.request(method, _concrete(path), json={}, follow_redirects=False)
+            assert response.status_code == 403, (method, path, response.status_code)
