@@ -1,5 +1,6 @@
 """The operator's browser flow in the lab: headless Chromium against https://<edge>/ through Traefik, with the
-appliance deployed by pyinfra (needs the booted lab: `appliance/mipo test -m lab`)."""
+appliance deployed by pyinfra (needs the booted lab: `appliance/mipo test -m lab`). It lives with the lab tier
+so it shares that tier's session fixtures (one lab, one deploy per session)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from appliance.lab.state import LabState
 from tests.browser.conftest import ARGS, CHROMIUM, SCREENSHOTS
-from tests.lab.conftest import deployed_lab, lab, lab_deploy_result  # noqa: F401  (the lab tier's fixtures)
 from tests.lab.deploy_support import EDGE_EXTERNAL
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser]
@@ -70,7 +70,7 @@ def log_in_as_deploy_admin(page: Page, url: str, username: str, initial: str, re
     expect(page.locator("h1")).to_have_text("Dashboard")
 
 
-def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_result: object) -> None:  # noqa: F811
+def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_result: object) -> None:
     """Through Traefik: the `__Host-` session cookie is Secure/HttpOnly/SameSite=Strict, the forced password change,
     Add scanner with its install command, subnet + port list + group + template + schedule, run now, results,
     changes, logout — screenshots under artifacts/screenshots/lab-*."""
