@@ -210,7 +210,14 @@ def deploy_lab(state: LabState) -> DeployResult:
     result = run_deploy(path)
     if not result.ok:
         return result
-    password = initial_admin_password(load_appliance(path).state_dir)
+    # Shown once: the first successful deploy of this lab hands the password over, later ones do not
+    # (it stays root-only in /root/mipo-initial-admin-password on the manager until changed at login).
+    state_dir = load_appliance(path).state_dir
+    shown = state_dir / "secrets" / "initial-admin-password.shown"
+    if shown.exists():
+        return result
+    password = initial_admin_password(state_dir)
+    shown.touch(mode=0o600)
     return replace(result, admin_username=ADMIN_USERNAME, admin_password=password)
 
 
