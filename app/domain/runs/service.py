@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -13,6 +11,7 @@ from app.domain.audit.service import record
 from app.domain.events.service import emit
 from app.domain.planning import repository as planning_repo
 from app.domain.planning.service import PlannedRun, create_run
+from app.domain.results.changes import detect_and_report
 from app.domain.runs import repository as repo
 from app.domain.runs.schemas import JobRead, RunRead, RunRequestCreate, RunRequestRead
 from app.errors import NotFound
@@ -60,15 +59,6 @@ async def answer_run_requests(config: AsyncConnection, jobs: AsyncConnection, se
     return planned
 
 
-def _change_detector() -> tuple[Any, Any]:
-    """The results helper's change detection (and its events), when that module is installed."""
-    try:
-        module = importlib.import_module("app.domain.results.changes")
-    except ImportError:
-        return None, None
-    return getattr(module, "detect_and_report", None), getattr(module, "detect_changes_for_run", None)
-
-
 async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results: AsyncConnection | None) -> list[int]:
     """Close runs whose jobs are all terminal, then compute their port changes (and emit change events)."""
     async with config.transaction(), jobs.transaction():
@@ -79,8 +69,7 @@ async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results:
                        f" {run['ok']} of {run['total']} jobs completed",
                        severity="info" if run["status"] == "completed" else "warning", run_id=run["id"],
                        details={"status": run["status"], "jobs": run["total"], "completed": run["ok"]})
-    detect_and_report, detect_only = _change_detector()
-    if results is None or (detect_and_report is None and detect_only is None):
+    if results is None:
         return [run["id"] for run in finished]
     for run in finished:
         if run["ok"] == 0:
@@ -88,10 +77,7 @@ async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results:
         try:
             # Results commit before the events: detection is recorded per run, so a retry never doubles them.
             async with config.transaction(), results.transaction():
-                if detect_and_report is not None:
-                    await detect_and_report(results, config, run["id"])
-                else:
-                    await detect_only(results, run["id"])
+                await detect_and_report(results, config, run["id"])
         except Exception as exc:  # one run's detection failing must not stop the dispatcher
             log.exception("change detection for run %s failed", run["id"])
             await emit(config, "change_detection_failed", f"run {run['id']}: change detection failed: {exc}",
