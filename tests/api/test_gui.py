@@ -184,3 +184,22 @@ def test_operator_repairs_a_job_from_the_run_page(migrated: SettingsFactory,
         assert conn.execute("SELECT action, job_id, requested_by FROM repair_requests").fetchall() == [
             ("redispatch", running, name)]
         assert conn.execute("SELECT action FROM audit_log").fetchall() == [("repair.redispatch",)]
+
+
+def test_dashboard_names_the_scanners_that_went_silent(migrated: SettingsFactory,
+                                                       owner_dsn: Callable[[str], str]) -> None:
+    """Counts of online/offline scanners, and the offline ones by name with their last heartbeat."""
+    settings = migrated()
+    with psycopg.connect(owner_dsn("config")) as conn:
+        conn.execute("INSERT INTO scanners (name, status, last_heartbeat_at, last_address) VALUES"
+                     " ('alive', 'active', now(), '198.18.0.21'),"
+                     " ('silent', 'active', now() - interval '1 hour', '198.18.0.22'),"
+                     " ('new', 'pending', NULL, NULL)")
+    name = create_user(settings, role="viewer")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        gui_login(client, name)
+        live = client.get("/dashboard/live").text
+    assert re.search(r'<span class="n">1</span> scanners online', live)
+    assert re.search(r'<span class="n">1</span> offline', live)
+    assert re.search(r'<span class="n">1</span> awaiting install', live)
+    assert "silent</a> (last heartbeat" in live and "198.18.0.22" in live and "alive</a>" not in live

@@ -6,7 +6,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from app.domain.events.service import Event
-from app.domain.overview.schemas import PortChange, RunningScan, ScannerCounts
+from app.domain.overview.schemas import OfflineScanner, PortChange, RunningScan, ScannerCounts
 from app.domain.runs.schemas import RunRequestRead
 
 
@@ -72,5 +72,18 @@ async def run_events(conn: AsyncConnection, run_id: int, limit: int = 50) -> lis
             "SELECT id, at, class AS event_class, severity, message, run_id, job_id, scanner_id, action, details"
             " FROM events WHERE run_id = %s ORDER BY id DESC LIMIT %s",
             (run_id, limit),
+        )
+        return await cur.fetchall()
+
+
+async def offline_scanners(conn: AsyncConnection, offline_after: float, limit: int = 20) -> list[OfflineScanner]:
+    """Active scanners whose heartbeats stopped, the longest silent first."""
+    async with conn.cursor(row_factory=class_row(OfflineScanner)) as cur:
+        await cur.execute(
+            "SELECT id, name, last_heartbeat_at, host(last_address) AS last_address FROM scanners"
+            " WHERE status IN ('active', 'draining')"
+            " AND (last_heartbeat_at IS NULL OR last_heartbeat_at <= now() - make_interval(secs => %s))"
+            " ORDER BY last_heartbeat_at NULLS FIRST LIMIT %s",
+            (offline_after, limit),
         )
         return await cur.fetchall()

@@ -37,3 +37,10 @@ class PortChange(msgspec.Struct):
     port: int
     proto: str
     change: str
+
+
+class OfflineScanner(msgspec.Struct):
+    id: int
+    name: str
+    last_heartbeat_at: datetime | None
+    last_address: str | None

@@ -19,6 +19,7 @@ async def _context(settings: Settings, config_conn: AsyncConnection, jobs_conn: 
                    results_conn: AsyncConnection) -> dict[str, Any]:
     return {
         "scanners": await overview.scanner_counts(config_conn, settings.scanner.offline_after),
+        "offline": await overview.offline_scanners(config_conn, settings.scanner.offline_after),
         "running": await overview.running_scans(jobs_conn),
         "changes": await overview.recent_changes(results_conn),
         "events": await list_events(config_conn, limit=10),
