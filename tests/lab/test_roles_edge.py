@@ -95,3 +95,17 @@ def test_access_log_never_records_credentials(deployed_lab: LabState, scanner: s
     log = deployed_lab.run("edge", "cat /var/log/traefik/access.log").stdout
     assert marker in log
     assert secret not in log
+
+
+@pytest.mark.parametrize(("path", "body"), [("/api/auth/login", '{"username": "nobody", "password": "wrong-guess"}'),
+                                            ("/scanner/v1/enrol", '{"token": "not-a-token"}')])
+def test_login_and_enrolment_are_rate_limited_at_the_edge(deployed_lab: LabState, lab_deploy_result: Any,
+                                                          path: str, body: str) -> None:
+    """A burst of guesses from one address gets Traefik's 429 before the app sees most of them."""
+    # From `target`, so the limit trips for an address no other test logs in or enrols from.
+    put_file(deployed_lab, "target", CA, Path(lab_deploy_result.ca_file).read_text())
+    loop = (f"for i in $(seq 40); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 10 --cacert {CA} "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)} https://{EDGE_EXTERNAL}{path}; done")
+    codes = deployed_lab.run("target", loop, timeout=300).stdout.split()
+    assert len(codes) == 40
+    assert codes.count("429") >= 10, codes
