@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,18 @@ def load(path: str | os.PathLike[str]) -> AgentSettings:
 
 
 def host_id(machine_id_file: str) -> str:
-    """Stable identity of this host (re-installs keep it): SHA-256 of the machine id, never the id itself."""
+    """Stable identity of this host (re-installs keep it): SHA-256 of the machine id and the host name.
+
+    The host name is mixed in because cloned images (VM templates, containers booted from one image)
+    often share one /etc/machine-id; two such hosts must not become one scanner.
+    """
     try:
         raw = Path(machine_id_file).read_text().strip()
     except OSError:
         raw = ""
     if not raw:
         raise SystemExit(f"mipo-scanner: {machine_id_file} is missing or empty; cannot derive a host identity")
-    return hashlib.sha256(b"mipo-scanner:" + raw.encode()).hexdigest()
+    return hashlib.sha256(f"mipo-scanner:{raw}:{socket.gethostname()}".encode()).hexdigest()
 
 
 def read_key(path: str) -> str:

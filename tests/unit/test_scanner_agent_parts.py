@@ -131,3 +131,19 @@ def test_zipapp_is_reproducible_and_stdlib_only() -> None:
                 if line.startswith(("import ", "from ")) and not line.startswith(("from .", "from __future__")):
                     module = line.split()[1].split(".")[0]
                     assert module in sys.stdlib_module_names or module == "mipo_scanner", (name, line)
+
+
+def test_host_identity_mixes_in_the_host_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloned images share /etc/machine-id: two hosts with different names must not become one scanner."""
+    import socket
+
+    from app.scanner.settings import host_id
+
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("9d91c9365f144bceaab4f8d274211c48\n")
+    monkeypatch.setattr(socket, "gethostname", lambda: "scanner-a")
+    a, a_again = host_id(str(machine_id)), host_id(str(machine_id))
+    monkeypatch.setattr(socket, "gethostname", lambda: "scanner-b")
+    b = host_id(str(machine_id))
+    assert a == a_again != b
+    assert len(a) == 64 and "9d91c936" not in a

@@ -6,7 +6,8 @@
 - Single use: enrolment is one `UPDATE enrolment_tokens … WHERE used_at IS NULL … RETURNING`; of N
   concurrent enrolments exactly one gets the row. A refusal is then diagnosed (unknown/revoked/used/
   expired token, address not in the token's bind network) and returned as a problem document.
-- Identity: the agent sends SHA-256 of /etc/machine-id as `host_id`. If a scanner already has that host,
+- Identity: the agent sends SHA-256 of /etc/machine-id and its host name as `host_id` (hosts cloned from
+  one image share a machine id and must stay distinct scanners). If a scanner already has that host,
   the key goes to it (its old keys are revoked) and a placeholder row made for the new token is disabled:
   re-installing a host keeps its identity and history. `rotate-key` revokes all keys and issues a token.
 - Leases: claim = `FOR UPDATE SKIP LOCKED` + lease bump + attempt row in one statement, woken by

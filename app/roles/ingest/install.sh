@@ -14,7 +14,8 @@
 #     so it is in neither shell history nor `ps`. Only the permanent key it is exchanged for is stored
 #     (root:mipo-scanner, 0640).
 #  5. Re-running with a fresh token on an enrolled host keeps the scanner's identity and history: the
-#     appliance recognises the host by a hash of /etc/machine-id; the spool of unsent results is kept.
+#     appliance recognises the host by a hash of /etc/machine-id and its host name (cloned images often
+#     share a machine id); the spool of unsent results is kept.
 #
 # Options: --ca-sha256 HEX  --token-file FILE|-  --root DIR (install under DIR)  --no-systemd (files only)
 set -eu
