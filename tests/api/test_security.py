@@ -346,3 +346,12 @@ def test_operator_is_refused_on_every_admin_route(migrated: SettingsFactory) -> 
         for method, path in admin_routes:
             response = api.request(method, _concrete(path), json={}, follow_redirects=False)
             assert response.status_code == 403, (method, path, response.status_code)
+
+
+def test_api_filters_refuse_nul_with_a_client_error(migrated: SettingsFactory) -> None:
+    """Text filters reach SQL as parameters; a NUL (which PostgreSQL text cannot hold) is a 400, not a 5xx."""
+    with manager_client(migrated(), role="admin") as api:
+        for path, params in (("/api/users", {"q": "a\x00"}), ("/api/audit", {"by": "a\x00"}),
+                             ("/api/audit", {"object_type": "\x00"})):
+            response = api.get(path, params=params)
+            assert response.status_code == 400, (path, response.status_code, response.text)

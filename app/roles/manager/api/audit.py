@@ -11,10 +11,12 @@ from psycopg import AsyncConnection
 from app.domain.audit.service import AuditRecord, AuditVerification, list_records, verify
 
 ADMIN = {"min_role": "admin"}
+SearchText = Annotated[str | None, Parameter(pattern=r"^[^\x00]*$", max_length=128)]
 
 
 @get("/audit", opt=ADMIN)
-async def list_audit(config_conn: AsyncConnection, by: str | None = None, object_type: str | None = None,
+async def list_audit(config_conn: AsyncConnection, by: SearchText = None,
+                     object_type: SearchText = None,
                      limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
                      before_id: Annotated[int | None, Parameter(ge=1, le=2**62)] = None) -> list[AuditRecord]:
     return await list_records(config_conn, actor=by, object_type=object_type, limit=limit, before_id=before_id)

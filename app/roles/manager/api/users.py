@@ -13,6 +13,8 @@ from app.domain.users import service
 from app.domain.users.schemas import UserCreate, UserRead, UserUpdate
 
 ADMIN = {"min_role": "admin"}
+# Free text that reaches SQL as a parameter: no NUL (PostgreSQL text cannot hold it), bounded.
+SearchText = Annotated[str | None, Parameter(pattern=r"^[^\x00]*$", max_length=64)]
 
 
 class UserPage(msgspec.Struct):
@@ -23,7 +25,7 @@ class UserPage(msgspec.Struct):
 
 
 @get("/users", opt=ADMIN)
-async def list_users(config_conn: AsyncConnection, q: str | None = None,
+async def list_users(config_conn: AsyncConnection, q: SearchText = None,
                      limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
                      offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0) -> UserPage:
     items, total = await service.list_users(config_conn, query=q, limit=limit, offset=offset)

@@ -81,9 +81,21 @@ def _internal_error(request: Request, exc: Exception) -> Response:
                 message="Something went wrong on our side; the error was logged.")
 
 
+async def _refuse_nul(request: Request) -> Response | None:
+    """PostgreSQL text cannot hold NUL: refuse it up front with a message instead of failing in the database."""
+    values: list[object] = [request.url.path, *request.query_params.values()]
+    if request.method == "POST" and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        values.extend((await request.form()).values())
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        return page(request, "error.html", "Refused", status=400,
+                    message="The request contained a NUL character, which no field accepts.")
+    return None
+
+
 def gui_router() -> Router:
     return Router(
-        "/", route_handlers=GUI_ROUTES, guards=[authorize], include_in_schema=False,
+        "/", route_handlers=GUI_ROUTES, guards=[authorize], include_in_schema=False, before_request=_refuse_nul,
         response_headers=SECURITY_HEADERS,
         dependencies=AUTH_DEPENDENCIES,
         exception_handlers={Unauthorized: _to_login, Forbidden: _forbidden, NotFound: _not_found,
