@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import os
 import re
 import subprocess
@@ -89,17 +91,22 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
         env["MIPO_WHEEL_REV"] = revision
     cmd = [sys.executable, "-m", "pyinfra", "-y", "--parallel", "10", str(inventory), str(DEPLOY_FILE)]
     output: list[str] = []
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = _ANSI.sub("", line)
-            out.write(line)
-            out.flush()
-            output.append(line)
-            if line.startswith("--> Starting operation:"):
-                print(f"mipo: {line.removeprefix('--> Starting operation:').strip()}", file=sys.stderr)
-        returncode = proc.wait()
+    # One deploy at a time per appliance: two test sessions sharing the lab would otherwise interleave.
+    with open(appliance.state_dir / "deploy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with log.open("w") as out:
+            # Run from the state dir: pyinfra drops pyinfra-debug.log into its working directory on a crash.
+            proc = subprocess.Popen(cmd, cwd=appliance.state_dir, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = _ANSI.sub("", line)
+                out.write(line)
+                out.flush()
+                output.append(line)
+                if line.startswith("--> Starting operation:"):
+                    print(f"mipo: {line.removeprefix('--> Starting operation:').strip()}", file=sys.stderr)
+            returncode = proc.wait()
     try:
         changed, errors = parse_totals("".join(output))
     except ValueError:
@@ -210,14 +217,17 @@ def deploy_lab(state: LabState) -> DeployResult:
     result = run_deploy(path)
     if not result.ok:
         return result
-    # Shown once: the first successful deploy of this lab hands the password over, later ones do not
-    # (it stays root-only in /root/mipo-initial-admin-password on the manager until changed at login).
+    # Shown once per lab: the first successful deploy into freshly created hosts hands the password over,
+    # later ones do not (it stays root-only in /root/mipo-initial-admin-password on the manager). The lab's
+    # SSH key is made anew with its hosts, so it tells one lab from the next.
     state_dir = load_appliance(path).state_dir
     shown = state_dir / "secrets" / "initial-admin-password.shown"
-    if shown.exists():
+    key_file = state.ssh_key.with_name(state.ssh_key.name + ".pub")
+    this_lab = hashlib.sha256(key_file.read_bytes() if key_file.exists() else b"").hexdigest()
+    if shown.exists() and shown.read_text().strip() == this_lab:
         return result
     password = initial_admin_password(state_dir)
-    shown.touch(mode=0o600)
+    shown.write_text(this_lab + "\n")
     return replace(result, admin_username=ADMIN_USERNAME, admin_password=password)
 
 
