@@ -355,3 +355,5 @@ def test_api_filters_refuse_nul_with_a_client_error(migrated: SettingsFactory) -
                              ("/api/audit", {"object_type": "\x00"})):
             response = api.get(path, params=params)
             assert response.status_code == 400, (path, response.status_code, response.text)
+        login = api.post("/api/auth/login", json={"username": "a\x00", "password": "whatever-password"})
+        assert login.status_code == 400, login.text

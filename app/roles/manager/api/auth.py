@@ -20,7 +20,7 @@ from app.web.problems import problem
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
