@@ -80,6 +80,7 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
     `revision`: the commit to deploy (default HEAD, resolved once here so all hosts get the same code).
     """
     from provision.config import load_appliance
+    from provision.controller import prepare_appliance
     from provision.wheelhouse import source_revision
 
     appliance = load_appliance(config)  # ConfigError before any host is contacted
@@ -89,6 +90,8 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
     revision = revision or source_revision()
     if revision:
         env["MIPO_WHEEL_REV"] = revision
+    # CA, certificates, secrets and wheelhouse first, here: a failure is one line before any host is touched.
+    prepare_appliance(appliance, revision)
     cmd = [sys.executable, "-m", "pyinfra", "-y", "--parallel", "10", str(inventory), str(DEPLOY_FILE)]
     output: list[str] = []
     # One deploy at a time per appliance: two test sessions sharing the lab would otherwise interleave.

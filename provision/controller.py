@@ -83,7 +83,7 @@ class Prepared:
         return hashlib.sha256((self.wheelhouse / "MANIFEST").read_bytes()).hexdigest()
 
 
-def prepare_appliance(appliance: Appliance) -> Prepared:
+def prepare_appliance(appliance: Appliance, revision: str | None = None) -> Prepared:
     """Create (once) and return the controller-side artifacts; later calls only read them."""
     state = appliance.state_dir
     ca_cert, _ = ensure_ca(state)
@@ -101,7 +101,7 @@ def prepare_appliance(appliance: Appliance) -> Prepared:
         secret(state, f"db-{role}")
     secret(state, BACKUP_API_TOKEN)
     signing_key(state)
-    wheelhouse = build_wheelhouse(state / "wheelhouse")
+    wheelhouse = build_wheelhouse(state / "wheelhouse", revision)
     return Prepared(appliance, ca_cert, edge_cert, edge_key, edge_ca, db_cert, db_key, wheelhouse)
 
 

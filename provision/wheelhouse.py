@@ -96,11 +96,11 @@ def _wait_for_lock(fd: int) -> None:
             time.sleep(0.5)
 
 
-def build_wheelhouse(cache: Path) -> Path:
+def build_wheelhouse(cache: Path, revision: str | None = None) -> Path:
     """Return a directory holding every wheel the hosts need; rebuilt only when pyproject or app/ change."""
     cache.mkdir(parents=True, exist_ok=True)
     deps_key = hashlib.sha256("\n".join(requirements()).encode()).hexdigest()[:16]
-    rev = source_revision()
+    rev = revision or source_revision()
     target = cache / f"wheelhouse-{deps_key}-{_sources_digest(rev)}"
     if (target / "MANIFEST").exists():
         return target
