@@ -233,3 +233,28 @@ def test_every_page_survives_hostile_query_parameters(migrated: SettingsFactory)
         posted = client.post("/subnets", data={"csrf_token": csrf.group(1), "name": "n", "cidr": "198.18.0.1",
                                                "description": "a\x00b"})
         assert posted.status_code == 400 and "NUL character" in posted.text
+
+
+def test_operator_acknowledges_events_and_filters_the_open_ones(migrated: SettingsFactory,
+                                                                 owner_dsn: Callable[[str], str]) -> None:
+    settings = migrated()
+    with psycopg.connect(owner_dsn("config")) as conn:
+        ids = [conn.execute("INSERT INTO events (class, severity, message) VALUES (%s, %s, %s) RETURNING id",
+                            row).fetchone()[0]  # type: ignore[index]
+               for row in (("port_opened", "warning", "198.18.0.5:22 opened"), ("run_finished", "info", "done"))]
+    name = create_user(settings, role="operator")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+        done = client.post(f"/events/{ids[0]}/acknowledge",
+                           data={"csrf_token": csrf, "back": "/events?severity=warning"})
+        assert done.status_code == 200 and str(done.url).endswith("/events?severity=warning&notice=Event+%23"
+                                                                  f"{ids[0]}+acknowledged.")
+        open_ones = client.get("/events", params={"open": "1"}).text
+        assert "done" in open_ones and "198.18.0.5:22 opened" not in open_ones
+        assert "198.18.0.5:22 opened" in client.get("/events", params={"severity": "warning"}).text
+        assert client.post("/events/999999/acknowledge", data={"csrf_token": csrf}).status_code == 404
+        evil = client.post(f"/events/{ids[1]}/acknowledge", data={"csrf_token": csrf, "back": "//evil.example/"})
+        assert str(evil.url).startswith("http://127.0.0.1/events?notice=")
+    with psycopg.connect(owner_dsn("config")) as conn:
+        assert conn.execute("SELECT actor, action, object_id FROM audit_log ORDER BY id").fetchall() == [
+            (name, "acknowledge", str(ids[0])), (name, "acknowledge", str(ids[1]))]

@@ -6,7 +6,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from app.domain.events.service import Event
-from app.domain.overview.schemas import OfflineScanner, PortChange, RunningScan, ScannerCounts
+from app.domain.overview.schemas import EventRow, OfflineScanner, PortChange, RunningScan, ScannerCounts
 from app.domain.runs.schemas import RunRequestRead
 
 
@@ -87,3 +87,26 @@ async def offline_scanners(conn: AsyncConnection, offline_after: float, limit: i
             (offline_after, limit),
         )
         return await cur.fetchall()
+
+
+async def list_event_rows(conn: AsyncConnection, *, event_class: str | None, severity: str | None,
+                          open_only: bool, before_id: int | None, limit: int) -> list[EventRow]:
+    """Newest first; `open_only`: not yet acknowledged; `before_id` pages backwards."""
+    async with conn.cursor(row_factory=class_row(EventRow)) as cur:
+        await cur.execute(
+            "SELECT id, at, class AS event_class, severity, message, run_id, scanner_id, action, acknowledged_at"
+            " FROM events WHERE (%(c)s::text IS NULL OR class = %(c)s) AND (%(s)s::text IS NULL OR severity = %(s)s)"
+            " AND (NOT %(o)s OR acknowledged_at IS NULL) AND (%(b)s::bigint IS NULL OR id < %(b)s)"
+            " ORDER BY id DESC LIMIT %(l)s",
+            {"c": event_class, "s": severity, "o": open_only, "b": before_id, "l": limit},
+        )
+        return await cur.fetchall()
+
+
+async def acknowledge_event(conn: AsyncConnection, event_id: int) -> bool:
+    """Mark an event seen (the first acknowledgement counts); False when there is no such event."""
+    cur = await conn.execute(
+        "UPDATE events SET acknowledged_at = coalesce(acknowledged_at, now()) WHERE id = %s RETURNING id",
+        (event_id,),
+    )
+    return await cur.fetchone() is not None

@@ -44,3 +44,17 @@ class OfflineScanner(msgspec.Struct):
     name: str
     last_heartbeat_at: datetime | None
     last_address: str | None
+
+
+class EventRow(msgspec.Struct):
+    """An event as the events page lists it, with its acknowledgement."""
+
+    id: int
+    at: datetime
+    event_class: str
+    severity: str
+    message: str
+    run_id: int | None
+    scanner_id: int | None
+    action: str | None
+    acknowledged_at: datetime | None

@@ -40,7 +40,8 @@ def page(request: Request, template: str, title: str, *, status: int = 200, cook
 
 
 def redirect(path: str, notice: str = "") -> Redirect:
-    return Redirect(path + (("?" + urlencode({"notice": notice})) if notice else ""), status_code=303)
+    joiner = "&" if "?" in path else "?"
+    return Redirect(path + ((joiner + urlencode({"notice": notice})) if notice else ""), status_code=303)
 
 
 class FormInvalid(Exception):
