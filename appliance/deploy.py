@@ -98,6 +98,7 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
     with open(appliance.state_dir / "deploy.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with log.open("w") as out:
+            log.chmod(0o600)  # operation output is not meant to hold secrets, but stays root-only anyway
             # Run from the state dir: pyinfra drops pyinfra-debug.log into its working directory on a crash.
             proc = subprocess.Popen(cmd, cwd=appliance.state_dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)

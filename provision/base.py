@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import files, server, systemd
+from pyinfra import host
+from pyinfra.operations import apt, files, server, systemd
 
 from provision.config import CA_PATH, CREDENTIALS_DIR, EDGE_CA_PATH
 from provision.controller import Prepared
@@ -16,8 +17,27 @@ MaxRetentionSec=1month
 """
 
 
+# Debian packages each group needs (the lab image has them all; a real host gets them through its apt
+# configuration, the package proxy for the db). Checked against installed packages: no change when present.
+PACKAGES = {
+    "all": ["ca-certificates", "nftables", "python3", "python3-venv", "systemd-timesyncd", "curl"],
+    "db": ["postgresql-17", "postgresql-17-timescaledb"],
+    "backup": ["postgresql-client-17", "age"],
+}
+
+
+def packages_for(groups: list[str]) -> list[str]:
+    wanted = list(PACKAGES["all"])
+    for group in groups:
+        wanted += [p for p in PACKAGES.get(group, []) if p not in wanted]
+    return wanted
+
+
 @deploy("Base")
 def deploy_base(prepared: Prepared) -> None:
+    me = prepared.appliance.host(host.name)
+    apt.packages(name="Ensure the Debian packages of this host's role", packages=packages_for(me.groups),
+                 no_recommends=True, update=False)
     server.group(name="Ensure the mipo system group", group="mipo", system=True)
     server.user(  # noqa: S604 - `shell` is the user's login shell (nologin), not a subprocess shell
         name="Ensure the mipo system user (no login, no home)", user="mipo", group="mipo", system=True,
