@@ -258,3 +258,31 @@ def test_operator_acknowledges_events_and_filters_the_open_ones(migrated: Settin
     with psycopg.connect(owner_dsn("config")) as conn:
         assert conn.execute("SELECT actor, action, object_id FROM audit_log ORDER BY id").fetchall() == [
             (name, "acknowledge", str(ids[0])), (name, "acknowledge", str(ids[1]))]
+
+
+def test_admin_adds_rotates_disables_and_enables_a_scanner_from_its_pages(migrated: SettingsFactory) -> None:
+    """Add shows a single-use token once; rotate shows a new one; disable/enable change the status; all audited."""
+    settings = migrated()
+    name = create_user(settings, role="admin")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        csrf = gui_login(client, name)
+        added = client.post("/scanners", data={"csrf_token": csrf, "name": "edge-a", "rate_limit": "1000",
+                                               "concurrency": "100"})
+        first = re.search(r'id="enrolment-token">([^<]+)<', added.text)
+        assert added.status_code == 200 and first and "/scanner/install.sh" in added.text
+        scanner_id = int(re.findall(r'href="/scanners/(\d+)"', added.text)[0])
+        detail = client.get(f"/scanners/{scanner_id}").text
+        assert first.group(1) not in detail  # never shown again
+        rotated = client.post(f"/scanners/{scanner_id}/rotate", data={"csrf_token": csrf})
+        second = re.search(r'id="enrolment-token">([^<]+)<', rotated.text)
+        assert second and second.group(1) != first.group(1)
+        disabled = client.post(f"/scanners/{scanner_id}/disable", data={"csrf_token": csrf})
+        assert "disabled" in disabled.text and ">Enable<" in disabled.text
+        enabled = client.post(f"/scanners/{scanner_id}/enable", data={"csrf_token": csrf})
+        assert "enabled (pending)" in enabled.text  # never enrolled: it becomes active at its first enrolment
+        taken = client.post("/scanners", data={"csrf_token": csrf, "name": "edge-a"})
+        assert taken.status_code == 422 and 'id="e-name">a scanner named' in taken.text
+    with psycopg.connect(conninfo(settings, "config")) as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
+    assert actions[0] == "scanner.create"
+    assert {"scanner.rotate_key", "scanner.disable", "scanner.enable"} <= set(actions)
