@@ -86,3 +86,16 @@ def test_timescaledb_extension_exists_in_the_results_database(deployed_lab: LabS
     out = deployed_lab.run("db", "runuser -u postgres -- psql -X -At -d mipo_results "
                            "-c \"SELECT extname FROM pg_extension WHERE extname = 'timescaledb'\"").stdout
     assert out.strip() == "timescaledb"
+
+
+@pytest.mark.parametrize(("host", "allowed"), [("backup", True), ("manager", False), ("dispatcher", False)])
+def test_superuser_logs_in_over_the_network_only_from_the_backup_host(deployed_lab: LabState, host: str,
+                                                                      allowed: bool) -> None:
+    """Restores need the superuser; pg_hba lets it in from the backup host only."""
+    conninfo = f"host={DB} dbname=postgres user=postgres sslmode=require connect_timeout=5"
+    result = deployed_lab.run(host, "PGPASSWORD=\"$(cat /etc/mipo/credentials/db-postgres 2>/dev/null)\" "
+                              f"/usr/lib/postgresql/17/bin/psql -X -At {shlex.quote(conninfo)} -c 'SELECT 1'",
+                              check=False)
+    assert (result.returncode == 0) == allowed, result.stderr
+    if not allowed:
+        assert "no pg_hba.conf entry" in result.stderr
