@@ -34,7 +34,9 @@ from tests.support.settings import settings_document
 
 pytestmark = pytest.mark.browser
 INITIAL = "initial-admin-password-1"
-CHOSEN = "operator-chosen-password-2"
+CHOSEN = "admin-chosen-password-2"
+OPERATOR_TEMPORARY = "temporary-operator-pw-3"
+OPERATOR_CHOSEN = "operator-chosen-password-4"
 Shot = Callable[[Page, str], Path]
 
 
@@ -98,6 +100,17 @@ def submit(page: Page, action: str, values: dict[str, Any]) -> None:
     form.locator("button[type='submit']").last.click()
 
 
+def log_in(page: Page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def log_out(page: Page) -> None:
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+
+
 def reload_until(page: Page, selector: str, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -122,9 +135,10 @@ def run_now_and_wait(page: Page, shot: Shot, name: str) -> str:
 
 def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, screenshot: Shot,
                       console_errors: list[str]) -> None:
-    """Log in, change the initial password, add a scanner and install it from the shown command's token,
-    create subnet, port list, scanner group, template and schedule, run now and watch it, read results,
-    see a newly opened port in the changes and host history, check the audit chain, log out."""
+    """The deploy's admin logs in, changes the initial password, adds a scanner (installed from the shown token)
+    and an operator account. The operator logs in, changes the temporary password, creates subnet, port list,
+    scanner group, template and schedule, runs now and watches it, reads results, sees a newly opened port in
+    the changes and host history, backs up, logs out. The admin checks the audit chain."""
     page, shot = browser_page, screenshot
     base, held = _window()  # the other ports of the window stay bound by us, so nothing else answers there
     ssh = Service(base + 11, greet=b"SSH-2.0-OpenSSH_9.9 mipo-browser\r\n")
@@ -174,7 +188,21 @@ def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, sc
                 page.get_by_role("link", name="vantage-1").click()
                 shot(page, "07-scanner-detail")
 
-                # What to scan, with what, from where.
+                # The admin gives the operator an account with a temporary password, then leaves.
+                page.goto(url + "/users")
+                submit(page, "/users", {"username": "olivia", "password": OPERATOR_TEMPORARY,
+                                        "role": "operator — configure and run scans"})
+                expect(page.get_by_role("status")).to_contain_text("User olivia created.")
+                shot(page, "07b-users")
+                log_out(page)
+
+                # The operator's day: first login, own password, then the configuration.
+                log_in(page, "olivia", OPERATOR_TEMPORARY)
+                expect(page).to_have_url(re.compile(r"/password$"))
+                submit(page, "/password", {"current_password": OPERATOR_TEMPORARY, "new_password": OPERATOR_CHOSEN,
+                                           "confirm_password": OPERATOR_CHOSEN})
+                expect(page.get_by_role("status")).to_contain_text("Password changed.")
+                expect(page.locator("nav")).not_to_contain_text("Users")  # admin pages are not offered
                 page.goto(url + "/subnets")
                 submit(page, "/subnets", {"name": "bad", "cidr": "not-a-network"})
                 expect(page.locator("#e-cidr")).to_be_visible()
@@ -232,34 +260,39 @@ def test_operator_day(pg: PostgresServer, tmp_path: Path, browser_page: Page, sc
                 expect(page.locator("table")).to_contain_text(f"#{second_run}")
                 shot(page, "19-scans")
 
-            # The rest of the day: events, dashboard, exclusions, groups, users, audit, health.
-            for path, name in (("/events", "20-events"), ("/", "21-dashboard-after"), ("/exclusions", "22-exclusions"),
-                               ("/subnet-groups", "23-subnet-groups"), ("/users", "24-users")):
-                page.goto(url + path)
-                expect(page.locator("h1")).to_be_visible()
-                shot(page, name)
-            page.goto(url + "/services")
-            expect(page.locator("main")).to_contain_text("all services ok")
-            shot(page, "26-health")
+                # The rest of the day, while the scanner still runs: events, dashboard, health, backups.
+                for path, name in (("/events", "20-events"), ("/", "21-dashboard-after"),
+                                   ("/exclusions", "22-exclusions"), ("/subnet-groups", "23-subnet-groups")):
+                    page.goto(url + path)
+                    expect(page.locator("h1")).to_be_visible()
+                    shot(page, name)
+                page.goto(url + "/services")
+                expect(page.locator("main")).to_contain_text("all services ok")
+                shot(page, "26-health")
             page.goto(url + "/backups")
             page.get_by_role("button", name="Back up now").click()
             expect(page.get_by_role("status")).to_contain_text("Backup started.")
             expect(page.locator("#backup-operation")).to_contain_text("succeeded", timeout=120_000)
             expect(page.locator("table")).to_contain_text("MiB")
             shot(page, "28-backups")
-            page.goto(url + "/audit")
-            expect(page.locator("table")).to_contain_text("scanner.create")
-            expect(page.locator("table")).to_contain_text("backup.create")
-            page.get_by_role("button", name="Verify the chain").click()
-            expect(page.locator("#verify-result")).to_contain_text("Chain intact")
-            shot(page, "25-audit")
-
-            # Log out: the session is gone, pages send back to the login.
-            page.get_by_role("button", name="Log out").click()
-            expect(page).to_have_url(re.compile(r"/login$"))
+            log_out(page)
             page.goto(url + "/scans")
             expect(page).to_have_url(re.compile(r"/login\?next=%2Fscans$"))
             shot(page, "27-logged-out")
+
+            # The admin checks who did what, and that the audit chain is intact.
+            log_in(page, "admin", CHOSEN)
+            page.goto(url + "/audit")
+            expect(page.locator("table")).to_contain_text("scanner.create")
+            expect(page.locator("table")).to_contain_text("backup.create")
+            expect(page.locator("table")).to_contain_text("olivia")
+            page.get_by_role("button", name="Verify the chain").click()
+            expect(page.locator("#verify-result")).to_contain_text("Chain intact")
+            shot(page, "25-audit")
+            page.goto(url + "/users")
+            expect(page.locator("table")).to_contain_text("olivia")
+            shot(page, "24-users")
+            log_out(page)
             # Expected refusals the browser logs as failed loads (the wrong password, the field errors) aside,
             # no script error and no Content-Security-Policy violation happened on any page.
             unexpected = [e for e in console_errors if "Failed to load resource" not in e]
