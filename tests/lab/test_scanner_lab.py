@@ -137,7 +137,8 @@ def test_full_tcp_range_of_target_gives_exactly_its_services(appliance: Applianc
     job = appliance.new_job(scanners["scanner-a"], [[TARGET, TARGET]], "1-65535",
                             {"rate": 20000, "timeout_ms": 1000, "banner": True, "tls": True}, cost=65535)
     assert appliance.wait_job(job)[0] == "completed"
-    rows = appliance.sql("mipo_results", "SELECT port, coalesce(service, ''), coalesce(banner, ''),"
+    rows = appliance.sql("mipo_results", "SELECT port, coalesce(service, ''),"
+                                         " translate(coalesce(banner, ''), E'\\r\\n|', '  /'),"
                                          " coalesce(tls_subject, ''), coalesce(array_to_string(tls_sans, ','), ''),"
                                          " tls_not_after IS NOT NULL, length(coalesce(tls_sha256, ''))"
                                          f" FROM observations WHERE job_id = {job} ORDER BY port")
