@@ -40,14 +40,13 @@ def test_migrate_twice_changes_nothing(pg: PostgresServer, databases: dict[str, 
     cmd = [sys.executable, "-m", "app", "--config", str(config), "migrate"]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("applied 0001_initial.sql") == 3, first.stdout
+    assert [line.split(":")[0] for line in first.stdout.splitlines()] == ["config", "jobs", "results"]
+    assert all(": applied 0001_initial.sql" in line for line in first.stdout.splitlines()), first.stdout
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.splitlines() == [
-        "config: up to date (1 migrations applied earlier)",
-        "jobs: up to date (1 migrations applied earlier)",
-        "results: up to date (1 migrations applied earlier)",
-    ]
+    lines = second.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["config", "jobs", "results"], second.stdout
+    assert all(": up to date (" in line for line in lines), second.stdout
 
 
 def test_edited_migration_is_refused(migrated: SettingsFactory) -> None:

@@ -30,7 +30,8 @@ def _item(item: str) -> list[tuple[int, int]]:
     if text in NAMED:
         return [(p, p) for p in NAMED[text]]
     first, dash, last = text.partition("-")
-    if not first.isdigit() or (dash and not last.isdigit()):
+    # Length first: int() of thousands of digits raises instead of answering "out of range".
+    if not first.isdigit() or (dash and not last.isdigit()) or len(first) > 5 or len(last) > 5:
         raise PortSpecError(
             f"{item.strip()!r} is not a port, a range (8000-8100), top-100/top-1000 or a service name"
         )
