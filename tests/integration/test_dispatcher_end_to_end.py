@@ -56,8 +56,9 @@ def _wait(env: IngestEnv, sql: str, params: object, want: object, timeout: float
 
 
 def test_scheduled_mirror_run_reaches_both_scanners_and_completes(env: IngestEnv, pg: PostgresServer) -> None:
-    base = _window()
-    service = Service(base + 22, greet=b"SSH-2.0-OpenSSH_9.9 mipo-e2e\r\n")
+    # The window holds every port but offsets 11, 80 and 143: the service takes one of those.
+    base, held = _window()
+    service = Service(base + 11, greet=b"SSH-2.0-OpenSSH_9.9 mipo-e2e\r\n")
     ids = []
     try:
         configs = []
@@ -94,10 +95,12 @@ def test_scheduled_mirror_run_reaches_both_scanners_and_completes(env: IngestEnv
                 assert dispatcher.wait(timeout=15) == 0
     finally:
         service.close()
+        for sock in held:
+            sock.close()
     run_id = env.query("jobs", "SELECT id FROM scan_runs ORDER BY id LIMIT 1")[0][0]
     seen = env.query("results", "SELECT scanner_id, host(ip), port FROM observations WHERE run_id = %s"
                      " ORDER BY scanner_id", (run_id,))
-    assert seen == [(ids[0], HOST, base + 22), (ids[1], HOST, base + 22)]
+    assert seen == [(ids[0], HOST, base + 11), (ids[1], HOST, base + 11)]
     finished = env.query("config", "SELECT details->>'status' FROM events WHERE class = 'run_finished' AND run_id = %s",
                          (run_id,))
     assert finished == [("completed",)]
