@@ -101,7 +101,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         lab_destroy(_progress)
     except LabError as exc:
         return _fail(str(exc))
-    _progress("lab destroyed (the apt cache and the image are kept)")
+    _progress("lab destroyed (the image, the apt cache and the wheelhouse are kept)")
     return 0
 
 
@@ -117,5 +117,5 @@ def add_lab_parser(sub: argparse._SubParsersAction) -> None:
     ssh.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run instead of a login shell")
     ssh.set_defaults(func=cmd_ssh)
     cmds.add_parser("down", help="stop the hosts, keep their state").set_defaults(func=cmd_down)
-    cmds.add_parser("destroy", help="stop the hosts and remove them, the key and the bridges").set_defaults(
+    cmds.add_parser("destroy", help="remove the hosts, the key, the lab's CA and secrets, the bridges").set_defaults(
         func=cmd_destroy)

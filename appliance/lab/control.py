@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.deploy import LAB_DEPLOY_DIR
 from appliance.lab import aptproxy, hosts, network
 from appliance.lab.keys import ensure_ssh_key
 from appliance.lab.state import LabError, LabState, build_state, save_lab_state, state_dir, state_file
@@ -151,8 +152,8 @@ def _stop_all(root: Path, progress: Progress) -> None:
 
 
 def lab_destroy(progress: Progress = _quiet, root: Path | None = None) -> None:
-    """Everything `down` does, then remove the hosts' state, the lab key, the bridges and nft table.
-    The apt cache (under the image cache) is kept."""
+    """Everything `down` does, then remove the hosts' state, the lab key, the lab appliance's CA and secrets,
+    the bridges and nft table. The image, the apt cache and the wheelhouse are kept."""
     _require_root()
     root = root or state_dir()
     with lab_lock(root):
@@ -165,9 +166,30 @@ def lab_destroy(progress: Progress = _quiet, root: Path | None = None) -> None:
         shutil.rmtree(root / "hosts", ignore_errors=True)
         shutil.rmtree(root / "ssh", ignore_errors=True)
         shutil.rmtree(root / "apt-cacher-ng", ignore_errors=True)
+        _remove_lab_appliance_state(root)
         state_file(root).unlink(missing_ok=True)
         network.remove_bridges()
         network.remove_firewall()
+
+
+def _remove_lab_appliance_state(root: Path) -> None:
+    """The lab appliance's CA, secrets and first-admin password die with its hosts: a new lab gets new ones.
+    Only the wheelhouse (a content-addressed build cache) is kept, and the browser tests' remembered password
+    goes too (it opened the destroyed manager, not the next one)."""
+    deploy = root / LAB_DEPLOY_DIR
+    if deploy.is_dir():
+        for entry in deploy.iterdir():
+            if entry.name == "wheelhouse":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    for leftover in (*root.glob("browser-profile-*"), root / "browser-admin-password"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
