@@ -1,4 +1,5 @@
-"""Lab tier fixtures: the booted lab (`lab`), testinfra hosts (`lab_host`), the deployed appliance (`deployed_lab`).
+"""Lab tier fixtures: the booted lab (`lab`), testinfra hosts (`lab_host`), the deployed appliance (`deployed_lab`),
+an admin API client over the edge (`appliance`) and the enrolled scanners (`scanners`).
 
 `lab` boots every lab host once per session (reusing hosts that already run) and gives the
 `LabState` (`lab.run("db", "ss -ltn")`, `lab.host("edge").addresses`, `lab.group("ingest")`).
@@ -10,16 +11,21 @@ brought up by hand stays up.
 from __future__ import annotations
 
 import os
+import secrets
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import testinfra
 
+from app.domain.users.passwords import hash_password_sync
 from appliance.lab.commands import deploy_hook
 from appliance.lab.control import acquire_lease, lab_down, lab_up, release_lease
 from appliance.lab.state import SSH_OPTIONS, LabError, LabState
+from tests.lab.appliance_support import EDGE, Appliance, _install
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -89,3 +95,27 @@ def lab_deploy_result(lab: LabState) -> Any:
 def deployed_lab(lab: LabState, lab_deploy_result: Any) -> LabState:
     """The lab with the appliance deployed into it."""
     return lab
+
+
+@pytest.fixture(scope="session")
+def appliance(deployed_lab: LabState, lab_deploy_result: Any) -> Iterator[Appliance]:
+    """An admin of our own (the first admin must change its password first), logged in over the edge."""
+    name, password = f"scanlab{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    digest = hash_password_sync(password).replace("'", "''")
+    out = deployed_lab.run("db", "runuser -u postgres -- psql -d mipo_config -v ON_ERROR_STOP=1 -c " + shlex.quote(
+        f"INSERT INTO users (username, password_hash, role) VALUES ('{name}', '{digest}', 'admin')"))
+    assert out.returncode == 0
+    with httpx.Client(base_url=f"https://{EDGE}", verify=lab_deploy_result.ca_file, timeout=60,
+                      trust_env=False) as api:
+        login = api.post("/api/auth/login", json={"username": name, "password": password})
+        assert login.status_code == 200, login.text
+        api.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        yield Appliance(deployed_lab, api, lab_deploy_result.ca_file)
+
+
+@pytest.fixture(scope="session")
+def scanners(appliance: Appliance) -> dict[str, int]:
+    """scanner-a and scanner-b added through the API and installed with the shown command: host → scanner id.
+    Tests must not assume they are online (another test may have stopped one): wait for it."""
+    hosts = ("scanner-a", "scanner-b")
+    return {host: _install(appliance, host, f"lab-{host}-{secrets.token_hex(2)}") for host in hosts}

@@ -11,116 +11,20 @@ the scanner path to account and not the scheduling path.
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import shlex
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
-from app.domain.users.passwords import hash_password_sync
-from appliance.lab.state import LabState
+from tests.lab.appliance_support import EDGE, Appliance, _wait
 
 pytestmark = pytest.mark.lab
 
 TARGET = "198.18.0.30"
-EDGE = "198.18.0.10"
 OUTSIDE = "198.18.1.20"        # the internal network: a lab address, outside the authorised scope
 REDIRECTED = (20000, 39999)    # ports the target answers on for the streaming test (nft redirect to a sink)
 SINK_UNIT = "mipo-scanlab-sink"
 HEARTBEAT, OFFLINE_AFTER = 60.0, 120.0   # the appliance defaults (the lab deploy does not shorten them)
-
-
-@dataclass
-class Appliance:
-    lab: LabState
-    api: httpx.Client
-    ca_file: str
-
-    def sql(self, database: str, query: str) -> list[list[str]]:
-        out = self.lab.run("db", f"runuser -u postgres -- psql -d {database} -v ON_ERROR_STOP=1 -AtF '|' -c "
-                                 f"{shlex.quote(query)}").stdout
-        return [line.split("|") for line in out.splitlines() if line]
-
-    def new_job(self, scanner_id: int, targets: list[list[str]], ports: str, options: dict[str, Any],
-                cost: int) -> int:
-        run = self.sql("mipo_jobs", "INSERT INTO scan_runs (template_id, template_name, mode, total_cost)"
-                                    f" VALUES (0, 'lab-scanner-test', 'mirror', {cost}) RETURNING id")[0][0]
-        job = self.sql("mipo_jobs", "INSERT INTO jobs (run_id, scanner_id, targets, ports, options, cost)"
-                                    f" VALUES ({run}, {scanner_id}, '{json.dumps(targets)}', '{ports}',"
-                                    f" '{json.dumps(options)}', {cost}) RETURNING id")[0][0]
-        self.sql("mipo_jobs", f"SELECT pg_notify('mipo_jobs', '{scanner_id}')")
-        return int(job)
-
-    def wait_job(self, job_id: int, timeout: float = 600) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = self.sql("mipo_jobs", f"SELECT status, coalesce(error_class, ''), coalesce(last_error, '')"
-                                        f" FROM jobs WHERE id = {job_id}")[0]
-            if row[0] in ("completed", "failed"):
-                return row
-            time.sleep(1)
-        raise AssertionError(f"job {job_id} did not finish within {timeout} s")
-
-    def scanner(self, scanner_id: int) -> dict[str, Any]:
-        answer = self.api.get(f"/api/scanners/{scanner_id}")
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
-
-
-@pytest.fixture(scope="module")
-def appliance(deployed_lab: LabState, lab_deploy_result: Any) -> Iterator[Appliance]:
-    """An admin of our own (the first admin must change its password first), logged in over the edge."""
-    name, password = f"scanlab{secrets.token_hex(3)}", secrets.token_urlsafe(18)
-    digest = hash_password_sync(password).replace("'", "''")
-    out = deployed_lab.run("db", "runuser -u postgres -- psql -d mipo_config -v ON_ERROR_STOP=1 -c " + shlex.quote(
-        f"INSERT INTO users (username, password_hash, role) VALUES ('{name}', '{digest}', 'admin')"))
-    assert out.returncode == 0
-    with httpx.Client(base_url=f"https://{EDGE}", verify=lab_deploy_result.ca_file, timeout=60,
-                      trust_env=False) as api:
-        login = api.post("/api/auth/login", json={"username": name, "password": password})
-        assert login.status_code == 200, login.text
-        api.headers["X-CSRF-Token"] = login.json()["csrf_token"]
-        yield Appliance(deployed_lab, api, lab_deploy_result.ca_file)
-
-
-def _install(app: Appliance, host: str, name: str) -> int:
-    """Add the scanner through the API and run the shown command on its host (as root, token from a file)."""
-    created = app.api.post("/api/scanners", json={"name": name})
-    assert created.status_code == 201, created.text
-    body = created.json()
-    command = body["install_command"]
-    assert "--cacert" in command and "--ca-sha256" in command, (
-        "the install command does not pin the appliance CA: provisioning must set scanner.ca_file "
-        f"(e.g. /etc/mipo/ca.crt) in mipo.toml of the manager and ingest hosts; got {command[:120]}…")
-    token_file = "/root/.mipo-enrolment-token"
-    put = app.lab.run(host, f"umask 077; printf '%s\\n' {shlex.quote(body['token'])} > {token_file}")
-    assert put.returncode == 0
-    as_root = command.replace("| sudo sh -s --", "| sh -s --") + f" --token-file {token_file}"
-    done = app.lab.run(host, f"bash -c {shlex.quote(as_root)}; rc=$?; rm -f {token_file}; exit $rc", timeout=300)
-    enrolled = re.search(r"enrolled as scanner (\S+) \(id (\d+)\)", done.stdout)
-    assert enrolled, done.stdout + done.stderr
-    # A host enrolled by an earlier session keeps its identity (and history): the key goes to that scanner.
-    return int(enrolled.group(2))
-
-
-@pytest.fixture(scope="module")
-def scanners(appliance: Appliance) -> dict[str, int]:
-    ids = {host: _install(appliance, host, f"lab-{host}-{secrets.token_hex(2)}") for host in ("scanner-a", "scanner-b")}
-    return ids
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
 
 
 def test_both_scanners_come_online_within_one_heartbeat(appliance: Appliance, scanners: dict[str, int]) -> None:

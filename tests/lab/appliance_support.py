@@ -1,0 +1,83 @@
+"""Shared helpers for lab tests that drive the deployed appliance: the admin API client over the edge,
+SQL on the `db` host, scanner installation through the API's install command, and polling."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from appliance.lab.state import LabState
+
+EDGE = "198.18.0.10"
+
+
+@dataclass
+class Appliance:
+    lab: LabState
+    api: httpx.Client
+    ca_file: str
+
+    def sql(self, database: str, query: str) -> list[list[str]]:
+        out = self.lab.run("db", f"runuser -u postgres -- psql -d {database} -v ON_ERROR_STOP=1 -AtF '|' -c "
+                                 f"{shlex.quote(query)}").stdout
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def new_job(self, scanner_id: int, targets: list[list[str]], ports: str, options: dict[str, Any],
+                cost: int) -> int:
+        run = self.sql("mipo_jobs", "INSERT INTO scan_runs (template_id, template_name, mode, total_cost)"
+                                    f" VALUES (0, 'lab-scanner-test', 'mirror', {cost}) RETURNING id")[0][0]
+        job = self.sql("mipo_jobs", "INSERT INTO jobs (run_id, scanner_id, targets, ports, options, cost)"
+                                    f" VALUES ({run}, {scanner_id}, '{json.dumps(targets)}', '{ports}',"
+                                    f" '{json.dumps(options)}', {cost}) RETURNING id")[0][0]
+        self.sql("mipo_jobs", f"SELECT pg_notify('mipo_jobs', '{scanner_id}')")
+        return int(job)
+
+    def wait_job(self, job_id: int, timeout: float = 600) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.sql("mipo_jobs", f"SELECT status, coalesce(error_class, ''), coalesce(last_error, '')"
+                                        f" FROM jobs WHERE id = {job_id}")[0]
+            if row[0] in ("completed", "failed"):
+                return row
+            time.sleep(1)
+        raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+
+    def scanner(self, scanner_id: int) -> dict[str, Any]:
+        answer = self.api.get(f"/api/scanners/{scanner_id}")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def _install(app: Appliance, host: str, name: str) -> int:
+    """Add the scanner through the API and run the shown command on its host (as root, token from a file)."""
+    created = app.api.post("/api/scanners", json={"name": name})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    command = body["install_command"]
+    assert "--cacert" in command and "--ca-sha256" in command, (
+        "the install command does not pin the appliance CA: provisioning must set scanner.ca_file "
+        f"(e.g. /etc/mipo/ca.crt) in mipo.toml of the manager and ingest hosts; got {command[:120]}…")
+    token_file = "/root/.mipo-enrolment-token"
+    put = app.lab.run(host, f"umask 077; printf '%s\\n' {shlex.quote(body['token'])} > {token_file}")
+    assert put.returncode == 0
+    as_root = command.replace("| sudo sh -s --", "| sh -s --") + f" --token-file {token_file}"
+    done = app.lab.run(host, f"bash -c {shlex.quote(as_root)}; rc=$?; rm -f {token_file}; exit $rc", timeout=300)
+    enrolled = re.search(r"enrolled as scanner (\S+) \(id (\d+)\)", done.stdout)
+    assert enrolled, done.stdout + done.stderr
+    # A host enrolled by an earlier session keeps its identity (and history): the key goes to that scanner.
+    return int(enrolled.group(2))
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
