@@ -126,3 +126,36 @@ def test_complete_with_missing_batches_is_refused_and_failed_job_claims_no_cover
     assert env.query("jobs", "SELECT status, error_class FROM jobs WHERE id = %s", (job["job_id"],)) == \
         [("failed", "scanner_error")]
     assert env.query("results", "SELECT complete FROM run_coverage WHERE job_id = %s", (job["job_id"],)) == [(False,)]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/scanner/v1/progress", b"{not json", "body"),
+    ("/scanner/v1/progress", {"job_id": "seven", "lease_token": 1}, "job_id"),
+    ("/scanner/v1/progress", {"job_id": 1}, "lease_token"),
+    ("/scanner/v1/progress", {"job_id": 1, "lease_token": 1, "scanned": -5}, "scanned"),
+    ("/scanner/v1/complete", {"job_id": 1, "lease_token": 1, "status": "done"}, "status"),
+    ("/scanner/v1/complete", {"job_id": 1, "lease_token": 1, "status": "failed", "error_class": "Bad Class"},
+     "error_class"),
+    ("/scanner/v1/complete", [1, 2], "body"),
+    ("/scanner/v1/heartbeat", {"version": "t", "running_jobs": -1}, "running_jobs"),
+    ("/scanner/v1/heartbeat", {"version": "t", "cpu": 3}, "cpu"),
+    ("/scanner/v1/claim", {"max_jobs": 0}, "max_jobs"),
+    ("/scanner/v1/claim", {"wait": "forever"}, "wait"),
+    ("/scanner/v1/claim", b"", "body"),
+    ("/scanner/v1/enrol", {"token": "mipoenrol_x"}, "host_id"),
+    ("/scanner/v1/batches", {"job_id": 1, "batch_seq": 0, "lease_token": 1,
+                             "results": [{"ip": "198.18.0.5", "port": 70000}]}, "results[0].port"),
+], ids=["progress-not-json", "progress-type", "progress-missing", "progress-negative", "complete-status",
+        "complete-error-class", "complete-array", "heartbeat-negative", "heartbeat-unknown", "claim-range",
+        "claim-type", "claim-empty", "enrol-missing", "batch-nested"])
+def test_every_malformed_scanner_body_is_a_422_problem_naming_the_field(
+        env: IngestEnv, claimed: tuple[str, dict[str, Any]], path: str, body: Any, field: str) -> None:
+    """One kind of refusal across the scanner API: 422 `malformed`, the field in `field` and in the detail."""
+    key, job = claimed
+    refused = _post(env, key, path, body)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    problem = refused.json()
+    assert (problem["reason"], problem["field"]) == ("malformed", field)
+    assert field in problem["detail"]
+    assert env.query("jobs", "SELECT status, done_cost FROM jobs WHERE id = %s", (job["job_id"],)) == [("running", 0)]

@@ -7,11 +7,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from app.domain.events.service import emit
 from app.domain.ingest import repository as repo
+from app.domain.ingest.decoding import decode_body
 from app.domain.ingest.schemas import BatchAck, Result, ResultBatch
 from app.domain.ingest.tls import parse_certificate
 from app.domain.jobs import repository as jobs_repo
@@ -21,16 +21,12 @@ from app.domain.scanners.schemas import AuthenticatedScanner
 from app.errors import Conflict, Invalid
 from app.scanner.ports import contains, parse_ports
 
-_DECODER = msgspec.json.Decoder(ResultBatch)
 _MAX_AGE = 7 * 86400.0
 _MAX_SKEW = 300.0
 
 
 def decode_batch(body: bytes) -> ResultBatch:
-    try:
-        return _DECODER.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise Invalid(f"result batch: {exc}", reason="malformed") from None
+    return decode_body(body, ResultBatch, "result batch")
 
 
 def _job_space(job: dict[str, Any]) -> tuple[dict[int, list[tuple[int, int]]], list[tuple[int, int]]]:

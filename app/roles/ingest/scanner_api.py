@@ -1,4 +1,8 @@
-"""`/scanner/v1/…`: the API scanners call (enrol with a token; everything else with `X-Mipo-Key`)."""
+"""`/scanner/v1/…`: the API scanners call (enrol with a token; everything else with `X-Mipo-Key`).
+
+Bodies are decoded by `decode_body`, not Litestar's `data:` injection, so every body that does not fit is
+one kind of refusal: 422 `malformed` naming the field (Litestar would answer 400 and lose the field name).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.db.connect import Pools
+from app.domain.ingest.decoding import decode_body
 from app.domain.ingest.schemas import BatchAck
 from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress
 from app.domain.jobs.service import claim_jobs
@@ -40,21 +45,23 @@ def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, objec
 
 
 @post("/scanner/v1/enrol", status_code=200)
-async def enrol(data: EnrolRequest, request: Request, config_conn: AsyncConnection,
-                settings: Settings) -> EnrolAnswer:
+async def enrol(request: Request, config_conn: AsyncConnection, settings: Settings) -> EnrolAnswer:
+    data = decode_body(await request.body(), EnrolRequest, "enrolment")
     return await scanners.enrol(config_conn, data, client_address(request, settings))
 
 
 @post("/scanner/v1/heartbeat", dependencies=SCANNER, status_code=200)
-async def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, settings: Settings,
+async def heartbeat(request: Request, scanner: AuthenticatedScanner, settings: Settings,
                     ingest_runtime: IngestRuntime) -> ScannerLimits:
+    data = decode_body(await request.body(), Heartbeat, "heartbeat")
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
     return ScannerLimits(**limits(settings, scanner))  # type: ignore[arg-type]
 
 
 @post("/scanner/v1/claim", dependencies=SCANNER, status_code=200)
-async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, settings: Settings, pools: Pools,
+async def claim(request: Request, scanner: AuthenticatedScanner, settings: Settings, pools: Pools,
                 ingest_runtime: IngestRuntime) -> ClaimAnswer:
+    data = decode_body(await request.body(), ClaimRequest, "claim")
     jobs = []
     if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
         jobs = await claim_jobs(pools.get("jobs"), pools.get("results"), ingest_runtime.notifier, scanner.id,
@@ -71,13 +78,15 @@ async def result_batch(request: Request, scanner: AuthenticatedScanner, ingest_r
 
 
 @post("/scanner/v1/progress", dependencies=SCANNER, status_code=200)
-async def progress(data: Progress, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+async def progress(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+    data = decode_body(await request.body(), Progress, "progress")
     assert ingest_runtime.service is not None
     return await ingest_runtime.service.progress(scanner, data.job_id, data.lease_token, data.scanned)
 
 
 @post("/scanner/v1/complete", dependencies=SCANNER, status_code=200)
-async def complete(data: Complete, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+async def complete(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+    data = decode_body(await request.body(), Complete, "completion")
     assert ingest_runtime.service is not None
     return await ingest_runtime.service.complete(scanner, data)
 
