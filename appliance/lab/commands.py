@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         up = lab_up(_progress)
     except LabError as exc:
         return _fail(str(exc))
+    except (OSError, subprocess.SubprocessError) as exc:  # one line, never a traceback, and what to do next
+        return _fail(f"bringing the lab up failed: {exc}. Hosts already booted stay up: run `mipo lab up` again")
     for name, units in up.degraded.items():
         _progress(f"warning: {name} booted degraded (failed: {', '.join(units)}); "
                   f"inspect with `mipo lab ssh {name} systemctl --failed`")

@@ -216,8 +216,14 @@ def wait_ready(spec: HostSpec, dirs: HostDirs, ssh_key: Path, timeout: float = 2
         if state == "running":
             return []
         if state == "degraded":
-            failed = subprocess.run([*ssh, RETRY_SPAWN_FAILURES], capture_output=True, text=True, timeout=120,
-                                    check=False)
+            try:
+                failed = subprocess.run([*ssh, RETRY_SPAWN_FAILURES], capture_output=True, text=True,
+                                        timeout=max(5.0, deadline - time.monotonic()), check=False)
+            except subprocess.TimeoutExpired:
+                # A retried unit that hangs (or SSH stalling while the host's firewall loads) is not a reason
+                # to abort the whole `lab up`: ask again until the deadline.
+                last = "degraded (retrying failed units timed out)"
+                continue
             return failed.stdout.split()
         last = state or (result.stderr.strip().splitlines() or ["ssh failed"])[-1]
         time.sleep(1)
