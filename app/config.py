@@ -92,6 +92,9 @@ class ScannerTimings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # PEM file of the appliance CA that signed the edge certificate: embedded in install commands and
     # install.sh so scanners pin it; empty only for plain-HTTP tests on loopback.
     ca_file: str = ""
+    # Oldest agent version allowed to take jobs (e.g. "0.2.0" to force upgrades after a fix); an older agent
+    # keeps heartbeating but claims nothing. Empty: the oldest agent this appliance's scanner API works with.
+    min_agent_version: Annotated[str, msgspec.Meta(pattern=r"^([0-9]+(\.[0-9]+){0,3})?$")] = ""
 
     def __post_init__(self) -> None:
         if self.offline_after <= self.heartbeat_interval:

@@ -27,6 +27,7 @@ from .ports import (
 from .probes import ServiceInfo, identify
 from .settings import AgentSettings
 from .spool import Spool
+from .versions import older_than
 
 log = logging.getLogger("mipo-scanner")
 
@@ -50,6 +51,7 @@ class Agent:
         self.concurrency = 500
         self.running_jobs = 0
         self.lease_seconds = 300.0
+        self.outdated = False   # the appliance requires a newer agent: claim nothing, keep heartbeating
 
     def _client(self) -> Client:
         return Client(self.settings.server_url, self.settings.ca_file, self.key)
@@ -61,6 +63,19 @@ class Agent:
         self.rate_limit = int(answer.get("rate_limit", self.rate_limit))
         self.concurrency = int(answer.get("concurrency", self.concurrency))
         self.lease_seconds = float(answer.get("lease_seconds", self.lease_seconds))
+        self._check_version(str(answer.get("min_version", "")))
+
+    def _check_version(self, required: str) -> None:
+        """An agent older than the appliance requires stops claiming; one log line says so, and how to upgrade."""
+        outdated = older_than(VERSION, required)
+        if outdated and not self.outdated:
+            log.error("mipo-scanner %s is too old: this appliance requires version %s or newer; claiming no new jobs "
+                      "(running jobs finish, spooled results are still sent, heartbeats go on); to upgrade, "
+                      "issue a new install token for this scanner in the manager and re-run the install command "
+                      "on this host (it keeps the scanner's identity)", VERSION, required)
+        elif self.outdated and not outdated:
+            log.warning("the appliance accepts mipo-scanner %s again (requires %s): claiming jobs", VERSION, required)
+        self.outdated = outdated
 
     async def run(self) -> None:
         self._spooled = asyncio.Event()
@@ -113,6 +128,9 @@ class Agent:
     async def _claim_loop(self) -> None:
         delay = 1.0
         while True:
+            if self.outdated:  # each heartbeat answer re-decides; no claim means no new job
+                await asyncio.sleep(self.heartbeat_interval)
+                continue
             try:
                 answer = await self._call(self._claimer, "/scanner/v1/claim", {"max_jobs": 1, "wait": 25.0},
                                           timeout=60.0)

@@ -26,6 +26,8 @@ class ScannerRead(msgspec.Struct):
     concurrency: int
     bound_network: str | None
     created_at: datetime
+    # Its last reported agent version is older than the appliance requires: it heartbeats but takes no jobs.
+    outdated: bool = False
 
 
 class ScannerCreate(msgspec.Struct, forbid_unknown_fields=True):

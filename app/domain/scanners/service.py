@@ -27,6 +27,7 @@ from app.domain.scanners.schemas import (
     TokenCreate,
     TokenRead,
 )
+from app.domain.scanners.versions import with_outdated
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
 
@@ -63,11 +64,11 @@ async def _read(conn: AsyncConnection, settings: Settings, scanner_id: int) -> S
     scanner = await repo.get_scanner(conn, scanner_id, settings.scanner.offline_after)
     if scanner is None:
         raise NotFound(f"no scanner with id {scanner_id}")
-    return scanner
+    return with_outdated(scanner, settings)
 
 
 async def list_scanners(conn: AsyncConnection, settings: Settings) -> list[ScannerRead]:
-    return await repo.list_scanners(conn, settings.scanner.offline_after)
+    return [with_outdated(s, settings) for s in await repo.list_scanners(conn, settings.scanner.offline_after)]
 
 
 async def get_scanner(conn: AsyncConnection, settings: Settings, scanner_id: int) -> ScannerRead:

@@ -20,8 +20,8 @@ from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Pr
 from app.domain.jobs.service import claim_jobs
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
+from app.domain.scanners.versions import required_agent_version
 from app.roles.ingest.runtime import IngestRuntime, client_address
-from app.scanner import VERSION as MIN_AGENT_VERSION
 from app.scanner.client import KEY_HEADER
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
@@ -40,7 +40,7 @@ SCANNER = {"scanner": Provide(authenticated_scanner)}
 def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, object]:
     return {"server_time": datetime.now(UTC), "heartbeat_interval": settings.scanner.heartbeat_interval,
             "lease_seconds": settings.scanner.lease_seconds, "rate_limit": scanner.rate_limit,
-            "concurrency": scanner.concurrency, "min_version": MIN_AGENT_VERSION,
+            "concurrency": scanner.concurrency, "min_version": required_agent_version(settings),
             "scope": list(settings.scope.authorised)}
 
 

@@ -39,7 +39,7 @@ async def _list(request: Request, conn: AsyncConnection, settings: Settings, *, 
         items = [s for s in items if query in f"{s.name} {s.description} {s.last_address or ''}".lower()]
     if state:
         items = [s for s in items if (state == "online" and s.online) or (state == "offline" and not s.online)
-                 or s.status == state]
+                 or (state == "outdated" and s.outdated) or s.status == state]
     pager = Pager.of(request).with_total(len(items))
     return page(request, "scanners.html", "Scanners", status=status, rows=items[pager.offset:pager.offset + 50],
                 pager=pager, q=request.query_params.get("q", ""), state=state, errors=errors or {},
