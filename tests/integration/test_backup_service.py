@@ -57,6 +57,24 @@ def test_stale_backup_raises_one_event_until_a_fresh_one_exists(pg: PostgresServ
     assert len(_stale_events(dsn)) == 1
 
 
+def test_fresh_appliance_without_backup_is_not_stale_until_it_outlives_the_window(
+        pg: PostgresServer, migrated: SettingsFactory, credentials_dir: Path, tmp_path: Path) -> None:
+    """Right after a deploy there is no backup yet and nothing to alarm about; once the appliance is older
+    than freshness_hours and still has no verified backup, `backup_stale` is raised."""
+    kit = make_kit(pg, credentials_dir, tmp_path)
+    settings = migrated("mipo_backup", **kit.overrides)
+    dsn = conninfo(settings, "config", as_owner=True)
+    assert list_backup_ids(kit.directory) == []
+
+    assert asyncio.run(cycle.freshness_check(settings)) is True
+    assert _stale_events(dsn) == []
+
+    with psycopg.connect(dsn) as conn:  # the deploy happened 30 h ago (freshness window: 26 h)
+        conn.execute("UPDATE mipo_schema_migrations SET applied_at = applied_at - interval '30 hours'")
+    assert asyncio.run(cycle.freshness_check(settings)) is False
+    assert [(sev, d["newest_verified"]) for sev, d in _stale_events(dsn)] == [("critical", None)]
+
+
 def test_backup_now_one_shot_backs_up_prunes_and_refuses_without_recipient(
         pg: PostgresServer, migrated: SettingsFactory, databases: dict[str, str], credentials_dir: Path,
         tmp_path: Path) -> None:

@@ -153,3 +153,10 @@ async def template_shape(admin: AsyncConnection, owner: str) -> DatabaseShape:
 async def recent_event_exists(conn: AsyncConnection, event_class: str, since: datetime) -> bool:
     cur = await conn.execute("SELECT 1 FROM events WHERE class = %s AND at >= %s LIMIT 1", (event_class, since))
     return await cur.fetchone() is not None
+
+
+async def appliance_created_at(conn: AsyncConnection) -> datetime | None:
+    """When this appliance's config database was first migrated (a restore keeps the original date)."""
+    cur = await conn.execute("SELECT min(applied_at) FROM mipo_schema_migrations")
+    row = await cur.fetchone()
+    return row[0] if row else None

@@ -271,13 +271,19 @@ async def newest_verified(settings: Settings) -> Manifest | None:
 
 
 async def check_freshness(settings: Settings, config_conn: AsyncConnection, *, now: datetime | None = None) -> bool:
-    """True when a verified backup is younger than freshness_hours; otherwise raise `backup_stale`
-    (once per freshness window, not on every check)."""
+    """True when backups are not stale: a verified backup is younger than freshness_hours, or there is none
+    yet but the appliance itself is younger than that. Otherwise raise `backup_stale` (once per freshness
+    window, not on every check)."""
     now = now or datetime.now(UTC)
     window = timedelta(hours=settings.backup.freshness_hours)
     newest = await newest_verified(settings)
     if newest is not None and newest.created_at >= now - window:
         return True
+    if newest is None:
+        # A fresh deploy has had no chance to back up yet (the timer runs once a day): not an alarm.
+        born = await repo.appliance_created_at(config_conn)
+        if born is None or born >= now - window:
+            return True
     if not await repo.recent_event_exists(config_conn, "backup_stale", now - window):
         last = f"the newest verified backup is {newest.backup_id}" if newest else "there is no verified backup"
         await emit(config_conn, "backup_stale",
