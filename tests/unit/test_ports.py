@@ -45,3 +45,19 @@ def test_bad_specs_name_the_item(spec: str, needle: str) -> None:
 @given(st.sets(st.integers(1, 65535), min_size=1, max_size=200))
 def test_format_then_parse_round_trips(ports: set[int]) -> None:
     assert _ports(format_ports(ports)) == ports
+
+
+@pytest.mark.parametrize("spec", ["22," + "9" * 5000, "x" * 9000, "top-" + "1" * 3000, "9" * 300 + "/udp"])
+def test_over_long_item_is_echoed_cut_short(spec: str) -> None:
+    """The refusal quotes at most the item's first 40 characters and an ellipsis, never the whole input."""
+    with pytest.raises(PortSpecError) as refused:
+        parse_ports(spec)
+    message = str(refused.value)
+    assert "…" in message and len(message) < 160, message
+    bad = spec.split(",")[-1]
+    assert repr(bad[:40] + "…") in message
+
+
+def test_short_item_is_echoed_whole() -> None:
+    with pytest.raises(PortSpecError, match=r"^'http-alt' is not a port"):
+        parse_ports("22,http-alt")
