@@ -64,10 +64,16 @@ def test_streaming_survives_an_ingest_crash_and_a_30_second_cut(appliance: Appli
     # every port of the range redirected to it: 20,000 open ports on one real host.
     sink = ("import socket\ns = socket.create_server(('0.0.0.0', 9999), backlog=4096)\n"
             "while True:\n    s.accept()[0].close()\n")
+    # A sink unit left failed by an interrupted earlier session would block the name: clear it first.
+    lab.run("target", f"systemctl stop {SINK_UNIT}; systemctl reset-failed {SINK_UNIT}; "
+                      "nft delete table inet mipo_scanlab", check=False)
     lab.run("target", f"systemd-run --unit {SINK_UNIT} python3 -c {shlex.quote(sink)}")
     lab.run("target", "nft add table inet mipo_scanlab && nft add chain inet mipo_scanlab pre "
                       "'{ type nat hook prerouting priority dstnat ; }' && nft add rule inet mipo_scanlab pre "
                       f"tcp dport {low}-{high} redirect to :9999")
+    # Probes that arrive before the sink listens would be answered with RST: wait until it does.
+    _wait(lambda: ":9999" in lab.run("target", "ss -Htln sport = :9999", check=False).stdout, 30,
+          "the sink listening on target:9999")
     try:
         job = appliance.new_job(scanners["scanner-a"], [[TARGET, TARGET]], f"{low}-{high}",
                                 {"rate": 2000, "timeout_ms": 2000, "banner": False, "tls": False},
@@ -77,7 +83,10 @@ def test_streaming_survives_an_ingest_crash_and_a_30_second_cut(appliance: Appli
             rows = appliance.sql("mipo_results", f"SELECT count(*) FROM ingested_batches WHERE job_id = {job}")
             return int(rows[0][0])
 
-        _wait(lambda: ledger() >= 2, 120, "the first batches")
+        try:
+            _wait(lambda: ledger() >= 2, 120, "the first batches")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {_streaming_diagnosis(appliance, job)}") from None
         lab.run("ingest-1", "systemctl kill -s KILL mipo-ingest.service")
         time.sleep(3)
         lab.run("ingest-1", "systemctl start mipo-ingest.service")
@@ -99,6 +108,18 @@ def test_streaming_survives_an_ingest_crash_and_a_30_second_cut(appliance: Appli
     expected = high - low + 1
     assert (expected - distinct, total - distinct) == (0, 0), f"lost {expected - distinct}, doubled {total - distinct}"
     assert (int(counts[2]), int(counts[3])) == REDIRECTED
+
+
+def _streaming_diagnosis(appliance: Appliance, job: int) -> str:
+    """What the job, the sink and scanner-a were doing, for a failure message that explains itself."""
+    lab = appliance.lab
+    row = appliance.sql("mipo_jobs", "SELECT status, coalesce(error_class, ''), coalesce(last_error, ''),"
+                                     f" done_cost, attempts FROM jobs WHERE id = {job}")
+    sink = lab.run("target", f"systemctl is-active {SINK_UNIT}; ss -Htln sport = :9999; "
+                             "nft list table inet mipo_scanlab", check=False).stdout
+    agent = lab.run("scanner-a", "nft list tables; journalctl -u mipo-scanner -n 15 --no-pager -o cat",
+                    check=False).stdout
+    return f"job {job} = {row}; target sink: {sink!r}; scanner-a: {agent[-1500:]!r}"
 
 
 def test_out_of_scope_job_is_refused_without_a_packet(appliance: Appliance, scanners: dict[str, int]) -> None:
