@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,11 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
 def seed(spec: HostSpec, root: Path, public_key: str) -> None:
     """Files each host needs before it boots (written through the mounted overlay, so into its upper layer)."""
     _write(root / "etc/hostname", f"{spec.name}\n")
+    # Each host its own machine id (the image ships an empty one, and nspawn would otherwise hand every host
+    # the same): journals, and the scanner agent's host identity, must tell the hosts apart. Derived from the
+    # lab's key so it is stable across reboots of one lab and different in the next lab.
+    _write(root / "etc/machine-id", uuid.uuid5(uuid.NAMESPACE_URL, f"mipo-lab:{public_key.strip()}:{spec.name}").hex
+           + "\n", 0o444)
     _write(root / "etc/hosts", hosts_file(spec))
     # No name server: the lab has no route out; apt resolves names through the proxy.
     _write(root / "etc/resolv.conf", "# mipo lab: no DNS (no route out); apt goes through its proxy\n")

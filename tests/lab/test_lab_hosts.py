@@ -84,6 +84,13 @@ def test_host_is_booted_with_its_addresses(lab: LabState, name: str) -> None:
     assert found == sorted(f"{a}/24" for a in lab.host(name).addresses.values())
 
 
+def test_every_host_has_its_own_machine_id(lab: LabState) -> None:
+    """Journals and the scanner agent's host identity tell hosts apart by /etc/machine-id: no two share one."""
+    ids = {name: lab.run(name, "cat /etc/machine-id").stdout.strip() for name in ALL}
+    assert all(len(value) == 32 for value in ids.values()), ids
+    assert len(set(ids.values())) == len(ALL), ids
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_host_runs_the_unified_cgroup_hierarchy(lab: LabState, name: str) -> None:
     """Hosts run cgroup v2 as a real Debian 13 machine does, so unit sandboxing behaves as in production."""

@@ -34,6 +34,19 @@ def test_seed_writes_identity_network_key_and_proxy(tmp_path: Path) -> None:
     assert not (tmp_path / CERT).exists()  # only `target` gets the target services
 
 
+def test_seed_gives_each_host_its_own_stable_machine_id(tmp_path: Path) -> None:
+    """Distinct per host, the same on every re-seed of one lab, different in a lab with another key."""
+    def machine_id(name: str, key: str) -> str:
+        root = tmp_path / f"{name}-{key}"
+        seed(host_spec(name), root, f"ssh-ed25519 {key} mipo-lab\n")
+        seed(host_spec(name), root, f"ssh-ed25519 {key} mipo-lab\n")  # again: a reboot re-seeds
+        return (root / "etc/machine-id").read_text()
+
+    ids = {name: machine_id(name, "AAAA") for name in ("edge", "db", "scanner-a", "scanner-b")}
+    assert len(set(ids.values())) == 4 and all(len(v) == 33 and v.endswith("\n") for v in ids.values())
+    assert machine_id("edge", "BBBB") != ids["edge"]
+
+
 def test_target_gets_self_signed_services_once(tmp_path: Path) -> None:
     """`target` gets a self-signed certificate (kept across re-seeding), a root-only key and enabled units."""
     seed(host_spec("target"), tmp_path, "key\n")
