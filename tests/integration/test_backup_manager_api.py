@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import psycopg
 from litestar.testing import TestClient
 
 from app.db.connect import conninfo
+from app.domain.backups import service
+from app.roles.manager import backup_client
 from tests.conftest import SettingsFactory
 from tests.integration.backup_support import fill_jobs_and_results, make_kit, settings_db_names, table_fingerprints
 from tests.support.manager import create_user, login, manager_client
@@ -91,3 +94,30 @@ def test_manager_backups_api_creates_lists_and_restores(pg: PostgresServer, migr
         with manager_client(wrong, role="viewer") as viewer:
             r = viewer.get("/api/backups")
             assert r.status_code == 503 and r.json()["reason"] == "backup_credential_rejected"
+
+
+def test_backups_page_and_api_read_the_backup_service_through_one_client(
+        pg: PostgresServer, migrated: SettingsFactory, databases: dict[str, str], credentials_dir: Path,
+        tmp_path: Path) -> None:
+    """The GUI page and /api/backups show the same backups via `backup_client`; a refused manager
+    credential reads the same on both (503 in the API, the reason on the page)."""
+    kit = make_kit(pg, credentials_dir, tmp_path)
+    backup_settings = migrated("mipo_backup", **kit.overrides)
+    made = asyncio.run(service.create_backup(backup_settings))
+    config = write_toml(settings_document(pg, databases, "mipo_backup", **kit.overrides), tmp_path / "mipo.toml")
+    with serve_role(config, "backup", credentials_dir, tmp_path / "backup.log") as url:
+        backup_overrides = {**kit.overrides["backup"], "url": url}  # type: ignore[dict-item]
+        manager = migrated("mipo_manager", backup=backup_overrides)
+        assert [b.id for b in asyncio.run(backup_client.list_backups(manager))] == [made.backup_id]
+        with manager_client(manager, role="viewer") as viewer:
+            assert [b["id"] for b in viewer.get("/api/backups").json()] == [made.backup_id]
+            page = viewer.get("/backups")
+            assert page.status_code == 200 and made.backup_id in page.text and 'role="alert"' not in page.text
+
+        (credentials_dir / "other-backup-token").write_text("o" * 43 + "\n")
+        wrong = migrated("mipo_manager", backup={**backup_overrides, "api_token_credential": "other-backup-token"})
+        with manager_client(wrong, role="viewer") as viewer:
+            assert viewer.get("/api/backups").json()["reason"] == "backup_credential_rejected"
+            page = viewer.get("/backups")
+            assert page.status_code == 200 and "refused the manager&#39;s credential" in page.text
+            assert made.backup_id not in page.text

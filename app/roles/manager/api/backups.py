@@ -2,68 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-import msgspec
 from litestar import get, post
 from litestar.di import NamedDependency
 from psycopg import AsyncConnection
 
-from app.config import ConfigError, Settings
+from app.config import Settings
 from app.domain.audit.service import record
-from app.domain.backups.schemas import API_TOKEN_HEADER, BackupRead, OperationRead, RestoreRequest, StatusRead
+from app.domain.backups.schemas import BackupRead, OperationRead, RestoreRequest, StatusRead
 from app.domain.backups.storage import BACKUP_ID
-from app.errors import DomainError, NotFound, Unavailable
+from app.errors import NotFound
+from app.roles.manager import backup_client
 
 ADMIN = {"min_role": "admin"}
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-class BackupServiceError(DomainError):
-    """The backup service refused; its status and reason are passed on to the operator."""
-
-
-async def _call(settings: Settings, method: str, path: str, body: object = None) -> Any:
-    try:
-        token = settings.credential(settings.backup.api_token_credential)
-    except ConfigError as exc:
-        raise Unavailable(f"the manager has no backup API credential: {exc}", reason="backup_unavailable") from None
-    try:
-        async with httpx.AsyncClient(base_url=settings.backup.url, timeout=TIMEOUT, trust_env=False) as client:
-            response = await client.request(method, path, json=body, headers={API_TOKEN_HEADER: token})
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the backup service at {settings.backup.url} did not answer: {type(exc).__name__}",
-                          reason="backup_unavailable") from None
-    if response.status_code == 401:
-        # Our own credential was refused: a deploy problem, not the operator's session.
-        raise Unavailable("the backup service refused the manager's credential; check backup-api-token on both "
-                          "hosts", reason="backup_credential_rejected")
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {}
-        error = BackupServiceError(str(problem.get("detail") or problem.get("title") or response.reason_phrase),
-                                   reason=str(problem.get("reason") or "backup_refused"))
-        error.status_code = response.status_code
-        raise error
-    return response.json() if response.content else None
 
 
 @get("/backups")
 async def list_backups(settings: NamedDependency[Settings]) -> list[BackupRead]:
-    return msgspec.convert(await _call(settings, "GET", "/backups"), list[BackupRead])
+    return await backup_client.list_backups(settings)
 
 
 @get("/backups/status")
 async def backup_status(settings: NamedDependency[Settings]) -> StatusRead:
-    return msgspec.convert(await _call(settings, "GET", "/status"), StatusRead)
+    return await backup_client.backup_status(settings)
 
 
 @post("/backups", status_code=202)
 async def create_backup(settings: NamedDependency[Settings], config_conn: AsyncConnection, actor: str) -> OperationRead:
-    operation = msgspec.convert(await _call(settings, "POST", "/backups"), OperationRead)
+    operation = await backup_client.start_backup(settings)
     await record(config_conn, actor, "backup.create", "backup_operation", operation.id, None,
                  {"kind": operation.kind})
     return operation
@@ -78,8 +43,7 @@ async def restore_backup(backup_id: str, data: RestoreRequest, settings: NamedDe
     # The audit record may be lost with the config database the restore replaces; the backup service
     # records a `backup_restored` event in the restored database.
     await record(config_conn, actor, "backup.restore", "backup", backup_id, None, {"backup_id": backup_id})
-    raw = await _call(settings, "POST", f"/backups/{backup_id}/restore", {"identity": data.identity})
-    return msgspec.convert(raw, OperationRead)
+    return await backup_client.start_restore(settings, backup_id, data.identity)
 
 
 ROUTES = [list_backups, backup_status, create_backup, restore_backup]

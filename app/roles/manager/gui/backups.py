@@ -12,12 +12,10 @@ from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.domain.audit.service import record
-from app.domain.backups.schemas import BackupRead, OperationRead, RestoreRequest, StatusRead
+from app.domain.backups.schemas import RestoreRequest
 from app.domain.backups.storage import BACKUP_ID
 from app.errors import DomainError, NotFound
-
-# The relay to the internal backup API lives with the /api/backups routes; the page uses the same one.
-from app.roles.manager.api.backups import _call as call_backup_api
+from app.roles.manager import backup_client
 from app.roles.manager.gui.render import form_values, page, redirect
 
 ADMIN = {"min_role": "admin"}
@@ -25,8 +23,8 @@ ADMIN = {"min_role": "admin"}
 
 async def _state(settings: Settings) -> dict[str, Any]:
     try:
-        status = msgspec.convert(await call_backup_api(settings, "GET", "/status"), StatusRead)
-        backups = msgspec.convert(await call_backup_api(settings, "GET", "/backups"), list[BackupRead])
+        status = await backup_client.backup_status(settings)
+        backups = await backup_client.list_backups(settings)
     except DomainError as exc:
         return {"current": None, "backups": [], "unavailable": str(exc)}
     return {"current": status, "backups": backups, "unavailable": ""}
@@ -41,7 +39,7 @@ async def backups_page(request: Request, settings: NamedDependency[Settings]) ->
 @post("/backups")
 async def backup_now(settings: NamedDependency[Settings], config_conn: AsyncConnection,
                      actor: NamedDependency[str]) -> Response:
-    operation = msgspec.convert(await call_backup_api(settings, "POST", "/backups"), OperationRead)
+    operation = await backup_client.start_backup(settings)
     await record(config_conn, actor, "backup.create", "backup_operation", operation.id, None, {"kind": operation.kind})
     return redirect("/backups", "Backup started.")
 
@@ -59,7 +57,7 @@ async def restore(request: Request, backup_id: str, settings: NamedDependency[Se
                     **await _state(settings))
     # As in the API: the identity is used for this one restore, never stored, logged or audited.
     await record(config_conn, actor, "backup.restore", "backup", backup_id, None, {"backup_id": backup_id})
-    await call_backup_api(settings, "POST", f"/backups/{backup_id}/restore", {"identity": data.identity})
+    await backup_client.start_restore(settings, backup_id, data.identity)
     return redirect("/backups", f"Restore of {backup_id} started; sessions may end when the config database "
                                 "is replaced.")
 
