@@ -95,6 +95,9 @@ class ScannerTimings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Oldest agent version allowed to take jobs (e.g. "0.2.0" to force upgrades after a fix); an older agent
     # keeps heartbeating but claims nothing. Empty: the oldest agent this appliance's scanner API works with.
     min_agent_version: Annotated[str, msgspec.Meta(pattern=r"^([0-9]+(\.[0-9]+){0,3})?$")] = ""
+    # Ingest keeps scanner keys in memory, dropped when the database announces a change; this bounds how long
+    # a revoked key, a disabled or draining scanner may still be served if announcements stall. 0: no cache.
+    auth_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=10)] = 2.0
 
     def __post_init__(self) -> None:
         if self.offline_after <= self.heartbeat_interval:
@@ -170,6 +173,9 @@ class Dispatcher(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stuck_pending_seconds: Seconds = 900.0
     no_heartbeat_seconds: Seconds = 240.0
     stuck_running_factor: Annotated[float, msgspec.Meta(gt=1)] = 3.0
+    # A small job's estimate is seconds; claim latency, banners and TLS timeouts are not in it. Below this
+    # floor "3x the estimate" would flag healthy jobs and train operators to ignore the warning.
+    stuck_running_min_seconds: Seconds = 300.0
     expired_seconds: Seconds = 86400.0
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
     # A run that would need more jobs than this is refused (e.g. an IPv6 /64): it could never finish.

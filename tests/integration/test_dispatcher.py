@@ -383,8 +383,15 @@ def test_stuck_pending_stuck_running_and_expired_each_raise_one_event(
     running = claim(jdsn, world["scanners"][0])
     assert running is not None and running["id"] == ids[0]
     _age(jdsn, "UPDATE jobs SET updated_at = now() - interval '16 minutes' WHERE id = %s", ids[1])
-    _age(jdsn, "UPDATE job_attempts a SET started_at = now() - make_interval(secs => 4 * j.estimate_seconds)"
-         " FROM jobs j WHERE j.id = a.job_id AND a.job_id = %s", running["id"])
+    # Far past 3x its estimate but inside the floor: a small job taking a minute is not stuck.
+    _age(jdsn, "UPDATE jobs SET estimate_seconds = 1 WHERE id = %s", running["id"])
+    _age(jdsn, "UPDATE job_attempts SET started_at = now() - interval '60 seconds' WHERE job_id = %s", running["id"])
+    run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
+    assert [e for e in events(cdsn) if e["class"] == "stuck_running"] == []
+    # Past both thresholds: 3x the estimate and the floor a small job's estimate does not reach.
+    _age(jdsn, "UPDATE job_attempts a SET started_at = now() - make_interval(secs => greatest(4 * j.estimate_seconds,"
+         " %s + 60)) FROM jobs j WHERE j.id = a.job_id AND a.job_id = %s",
+         dispatcher.dispatcher.stuck_running_min_seconds, running["id"])
     _age(jdsn, "UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = %s", ids[2])
 
     def stalls() -> list[tuple[str, int, str | None]]:

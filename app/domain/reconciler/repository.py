@@ -82,15 +82,16 @@ async def mark_stuck_pending(conn: AsyncConnection, older_than: timedelta) -> li
     )
 
 
-async def mark_stuck_running(conn: AsyncConnection, factor: float) -> list[dict[str, Any]]:
+async def mark_stuck_running(conn: AsyncConnection, factor: float, floor_seconds: float) -> list[dict[str, Any]]:
     return await _rows(
         conn,
         # Measured from the current attempt's start (job_attempts): jobs.started_at keeps the first attempt's.
         "UPDATE jobs j SET stall_class = 'stuck_running', stall_since = now(), stall_token = lease_token"
         " WHERE status = 'running' AND stall_class IS NULL AND EXISTS ("
         "   SELECT 1 FROM job_attempts a WHERE a.job_id = j.id AND a.attempt = j.attempts"
-        "   AND a.started_at < now() - make_interval(secs => %s * j.estimate_seconds))" + _RETURNING,
-        (factor,),
+        "   AND a.started_at < now() - make_interval(secs => greatest(%s * j.estimate_seconds, %s)))"
+        + _RETURNING,
+        (factor, floor_seconds),
     )
 
 

@@ -82,9 +82,10 @@ async def reconcile(config: AsyncConnection, jobs: AsyncConnection, settings: Se
         await _grouped_events(config, "stuck_pending", stuck, f"pending for more than {d.stuck_pending_seconds:g} s"
                               " while its scanner ran nothing", action=None)
         done.add("stuck_pending", len(stuck))
-        for job in await repo.mark_stuck_running(jobs, d.stuck_running_factor):
+        for job in await repo.mark_stuck_running(jobs, d.stuck_running_factor, d.stuck_running_min_seconds):
             await _job_event(config, "stuck_running", job,
-                             f"running for more than {d.stuck_running_factor:g}x its estimate", action=None)
+                             f"running for more than {d.stuck_running_factor:g}x its estimate"
+                             f" and {d.stuck_running_min_seconds:g} s", action=None)
             done.add("stuck_running")
         recovered = await repo.recovered_jobs(jobs)
         for stall in sorted({j["stall_class"] for j in recovered}):
