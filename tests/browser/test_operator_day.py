@@ -29,7 +29,7 @@ from tests.integration.test_scanner_support import (
     running_agent,
 )
 from tests.support.postgres import PostgresServer
-from tests.support.services import serve_role, write_toml
+from tests.support.services import serve_role, stop_process, write_toml
 from tests.support.settings import settings_document
 
 pytestmark = pytest.mark.browser
@@ -49,11 +49,7 @@ def dispatcher(config: Path, creds: Path, log: Path) -> Iterator[subprocess.Pope
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @contextlib.contextmanager

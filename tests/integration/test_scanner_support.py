@@ -25,7 +25,7 @@ from app.db.migrate import migrate_all
 from app.domain.scanners import service as scanner_service
 from app.domain.scanners.schemas import Enrolment, ScannerCreate, TokenCreate
 from tests.support.postgres import PostgresServer, free_port
-from tests.support.services import write_toml
+from tests.support.services import stop_process, write_toml
 from tests.support.settings import make_settings, settings_document, write_credentials
 
 FAST_SCANNER = {"heartbeat_interval": 1.0, "offline_after": 3.0, "claim_long_poll": 5.0, "lease_seconds": 30.0}
@@ -133,12 +133,8 @@ class IngestProcess:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 @contextlib.contextmanager
@@ -196,12 +192,7 @@ def running_agent(env: IngestEnv, config: Path, argv_prefix: tuple[str, ...] = (
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -15,6 +15,18 @@ import httpx
 from tests.support.postgres import free_port
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if it has not exited within `timeout`; always reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -75,8 +87,4 @@ def serve_role(config: Path, role: str, credentials: Path, log: Path) -> Iterato
             raise RuntimeError(f"{role} did not answer within 30 s; see {log}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
