@@ -1,41 +1,60 @@
 """Benchmark: the mipo agent's connect scan against `nmap -sT -T4`, side by side on the same targets.
 
-Cases: the full TCP range of one host, and a /24 x nmap's top-100 ports. Default targets are loopback
-addresses of this machine with a few listeners the bench opens (so both tools have something to find).
-`--lab scanner-a` runs both tools on that booted lab host (over the lab's SSH) against the lab's `target`
-(198.18.0.30) and the lab's external /24. Only loopback and the lab range (198.18.0.0/15) are accepted.
-Prints wall times, the ratio (target <= 0.5x nmap), whether the open-port sets are equal, and the
-agent's connect attempts per second per CPU core (target >= 10,000).
+Cases: the full TCP range of one host, and a /24 x nmap's own top-100 ports. Both tools get the same
+targets and ports, run one after the other (order alternating per round), `--repeat` rounds; the medians
+are compared. Where they run (`--where`):
 
-    .venv/bin/python bench/scanner_vs_nmap.py [--rate 200000] [--concurrency 4000]
+* `netns` (default): two network namespaces this bench creates and removes, joined by a veth pair. The
+  "target" namespace holds 198.19.82.1 (listening on 22, 443, 8080, like the lab's `target`) and three
+  more hosts of 198.19.82.0/24 (22, 80, 443); the rest of the /24 does not exist (ARP goes unanswered),
+  as in the lab. Both tools run inside the "scanner" namespace. Nothing in this machine's own
+  namespace changes.
+* `loopback`: 127.82.0.1 and 127.82.1.0/24 with a few listeners this process opens (every port answers
+  at once: a pure CPU race).
+* `--lab scanner-a`: both tools on that booted lab host (over the lab's SSH) against the lab's `target`
+  (198.18.0.30) and the lab's external /24.
+
+Only loopback and the lab range 198.18.0.0/15 are ever scanned. Prints both exact command lines (nmap's
+as recorded in its own XML), wall and CPU times, the ratio (target <= 0.5x nmap), whether the open-port
+sets are equal in every round, and the agent's connect attempts per second per CPU core (target >= 10,000).
+nmap -T4 has no rate cap, so the agent's default `--rate` is high enough not to bind either.
+
+    .venv/bin/python bench/scanner_vs_nmap.py [--where netns|loopback] [--repeat 3] [--rate 1000000]
     .venv/bin/python bench/scanner_vs_nmap.py --lab scanner-a
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
+import os
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import contextlib
-
 from app.scanner.build import build_zipapp
 
 ALLOWED = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15")]
+NETNS_NET = "198.19.82.0/24"
+NETNS_SCANNER = "198.19.82.254"
+NETNS_HOSTS = {"198.19.82.1": (22, 443, 8080), "198.19.82.5": (22, 80, 443), "198.19.82.77": (22, 80, 443),
+               "198.19.82.200": (22, 80, 443)}
 
-
-# Runs one command and reports its wall time and CPU time (children's rusage); stdlib only, so it runs
-# unchanged on this machine or on a lab scanner host.
+# Runs one command and reports its wall time and CPU time (children's rusage: the agent's worker processes
+# included); stdlib only, so it runs unchanged here, in a namespace or on a lab scanner host.
 RUNNER = (
     "import json, resource, subprocess, sys, time\n"
     "t = time.monotonic()\n"
@@ -47,30 +66,73 @@ RUNNER = (
 )
 
 
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    open: set[tuple[str, int]]
+    attempts: int = 0
+
+
 class Runner:
-    """Where both tools run: here, or on a lab host over SSH (`ssh` argv from the lab state)."""
+    """Where both tools run: here, in a namespace (`ip netns exec`), or on a lab host over SSH."""
 
-    def __init__(self, lab_host: str | None) -> None:
-        self.ssh: list[str] = []
-        if lab_host:
-            from appliance.lab.state import load_lab_state
-
-            self.ssh = load_lab_state().ssh_command(lab_host)
+    def __init__(self, prefix: list[str], remote: bool, python: str) -> None:
+        self.prefix, self.remote, self.python = prefix, remote, python
 
     def put(self, data: bytes, path: str) -> None:
-        if self.ssh:
-            subprocess.run([*self.ssh, f"cat > {shlex.quote(path)}"], input=data, check=True)
+        if self.remote:
+            subprocess.run([*self.prefix, f"cat > {shlex.quote(path)}"], input=data, check=True)
         else:
             Path(path).write_bytes(data)
 
     def timed(self, argv: list[str]) -> tuple[float, float, str]:
-        cmd = ["python3", "-c", RUNNER, *argv]
-        if self.ssh:
-            cmd = [*self.ssh, shlex.join(cmd)]
+        cmd = [self.python, "-c", RUNNER, *argv]
+        cmd = [*self.prefix, shlex.join(cmd)] if self.remote else [*self.prefix, *cmd]
         out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
         if out["rc"] != 0:
             raise RuntimeError(f"{argv[0]} failed ({out['rc']}): {out['err']}")
         return float(out["wall"]), float(out["cpu"]), str(out["out"])
+
+
+def run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def netns_lab() -> Iterator[str]:
+    """Two namespaces joined by a veth pair; yields the scanner namespace's name; removes everything after."""
+    tag = f"mipob{os.getpid() % 100000}"
+    scanner, target = f"{tag}s", f"{tag}t"
+    listener = None
+    try:
+        run(["ip", "netns", "add", scanner])
+        run(["ip", "netns", "add", target])
+        run(["ip", "link", "add", f"{tag}s0", "netns", scanner, "type", "veth", "peer", "name", f"{tag}t0",
+             "netns", target])
+        run(["ip", "-n", scanner, "addr", "add", f"{NETNS_SCANNER}/24", "dev", f"{tag}s0"])
+        for host in NETNS_HOSTS:
+            run(["ip", "-n", target, "addr", "add", f"{host}/24", "dev", f"{tag}t0"])
+        for ns, dev in ((scanner, f"{tag}s0"), (target, f"{tag}t0")):
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        serve = ("import socket, sys, time\n"
+                 f"held = [socket.create_server((h, p)) for h, ps in {NETNS_HOSTS!r}.items() for p in ps]\n"
+                 "print('ready', flush=True)\n"
+                 "sys.stdin.read()\n")
+        listener = subprocess.Popen(["ip", "netns", "exec", target, sys.executable, "-c", serve],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert listener.stdout is not None
+        if listener.stdout.readline().strip() != "ready":
+            raise RuntimeError("the target namespace's listeners did not start")
+        yield scanner
+    finally:
+        if listener is not None:
+            assert listener.stdin is not None
+            listener.stdin.close()  # the listener exits at end of input
+            listener.wait(10)
+        for ns in (scanner, target):  # deleting a namespace deletes its end of the veth pair too
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
 
 
 def top_ports(count: int = 100) -> str:
@@ -82,83 +144,157 @@ def top_ports(count: int = 100) -> str:
     return str(info.get("services"))
 
 
-def run_nmap(runner: Runner, targets: str, ports: str) -> tuple[float, set[tuple[str, int]]]:
-    seconds, _cpu, out = runner.timed(["nmap", "-sT", "-T4", "-Pn", "-n", "--open", "-p", ports, "-oX", "-",
-                                       targets])
+def nmap_argv(targets: str, ports: str) -> list[str]:
+    return ["nmap", "-sT", "-T4", "-Pn", "-n", "--open", "-p", ports, "-oX", "-", targets]
+
+
+def run_nmap(runner: Runner, targets: str, ports: str) -> tuple[Run, str]:
+    seconds, cpu, out = runner.timed(nmap_argv(targets, ports))
+    root = ET.fromstring(out)  # noqa: S314 (nmap output of our own run)
     found = set()
-    for host in ET.fromstring(out).iter("host"):  # noqa: S314 (nmap output of our own run)
+    for host in root.iter("host"):
         addr = host.find("address")
         for port in host.iter("port"):
             state = port.find("state")
             if addr is not None and state is not None and state.get("state") == "open":
                 found.add((str(addr.get("addr")), int(port.get("portid", "0"))))
-    return seconds, found
+    return Run(seconds, cpu, found), str(root.get("args", ""))
 
 
-def run_agent(runner: Runner, agent: str, first: str, last: str, ports: str, rate: int, concurrency: int
-              ) -> tuple[float, float, set[tuple[str, int]], int]:
-    seconds, cpu, out = runner.timed(["python3", agent, "scan", "--targets", f"{first}-{last}", "--ports", ports,
-                                      "--scope", "127.0.0.0/8", "198.18.0.0/15", "--rate", str(rate),
-                                      "--concurrency", str(concurrency), "--timeout-ms", "1000"])
+def agent_argv(python: str, agent: str, first: str, last: str, ports: str, args: argparse.Namespace) -> list[str]:
+    argv = [python, agent, "scan", "--targets", f"{first}-{last}", "--ports", ports, "--scope", "127.0.0.0/8",
+            "198.18.0.0/15", "--rate", str(args.rate), "--concurrency", str(args.concurrency), "--timeout-ms",
+            str(args.timeout_ms)]
+    return argv + (["--workers", str(args.workers)] if args.workers else [])
+
+
+def run_agent(runner: Runner, argv: list[str]) -> Run:
+    seconds, cpu, out = runner.timed(argv)
     data = json.loads(out)
-    return seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"])
+    return Run(seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"]))
+
+
+def short(argv: list[str], limit: int = 160) -> str:
+    text = shlex.join(argv)
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def compare(runner: Runner, name: str, agent: str, first: str, last: str, nmap_targets: str, ports: str,
-            rate: int, concurrency: int) -> None:
-    a_wall, a_cpu, a_open, attempts = run_agent(runner, agent, first, last, ports, rate, concurrency)
-    n_wall, n_open = run_nmap(runner, nmap_targets, ports)
+            args: argparse.Namespace) -> bool:
+    a_argv = agent_argv(runner.python, agent, first, last, ports, args)
     print(f"{name}:")
-    print(f"  agent  {a_wall:7.2f} s  {attempts} connects  {len(a_open)} open  cpu {a_cpu:.2f} s"
-          f"  -> {attempts / max(a_cpu, 1e-6):,.0f} connects/s per core")
-    print(f"  nmap   {n_wall:7.2f} s  {len(n_open)} open")
-    print(f"  ratio  agent/nmap wall time = {a_wall / n_wall:.2f}x (target <= 0.5x)"
-          f"   same open ports: {'yes' if a_open == n_open else 'NO'}")
-    if a_open != n_open:
-        print(f"    only agent: {sorted(a_open - n_open)[:10]}  only nmap: {sorted(n_open - a_open)[:10]}")
+    print(f"  agent: {short(a_argv)}")
+    agents: list[Run] = []
+    nmaps: list[Run] = []
+    nmap_args = ""
+    begin = time.monotonic()
+    for i in range(args.repeat):
+        if i and time.monotonic() - begin > args.budget:
+            print(f"  (no more rounds: past the {args.budget:.0f} s budget of a case)")
+            break
+        # Alternate who goes first, so neither always meets a warmer (or busier) machine.
+        order = ("agent", "nmap") if i % 2 == 0 else ("nmap", "agent")
+        for tool in order:
+            if tool == "agent":
+                agents.append(run_agent(runner, a_argv))
+            else:
+                result, nmap_args = run_nmap(runner, nmap_targets, ports)
+                nmaps.append(result)
+        a, n = agents[-1], nmaps[-1]
+        print(f"  round {i + 1}: agent {a.wall:6.2f} s (cpu {a.cpu:5.2f} s, {len(a.open)} open)   "
+              f"nmap {n.wall:6.2f} s (cpu {n.cpu:5.2f} s, {len(n.open)} open)   ratio {a.wall / n.wall:.2f}x",
+              flush=True)
+    print(f"  nmap:  {short(nmap_args.split())}  (as recorded in nmap's XML)")
+    a_wall, n_wall = statistics.median(r.wall for r in agents), statistics.median(r.wall for r in nmaps)
+    a_cpu = statistics.median(r.cpu for r in agents)
+    attempts = agents[0].attempts
+    same = all(r.open == nmaps[0].open for r in agents + nmaps)
+    print(f"  median agent {a_wall:.2f} s, nmap {n_wall:.2f} s   ratio agent/nmap wall time = {a_wall / n_wall:.2f}x"
+          f" (target <= 0.5x)")
+    print(f"  same open ports in every round: {'yes' if same else 'NO'} ({len(nmaps[0].open)} open)")
+    if not same:
+        for r in agents + nmaps:
+            extra, missing = sorted(r.open - nmaps[0].open)[:10], sorted(nmaps[0].open - r.open)[:10]
+            print(f"    only here: {extra}  missing here: {missing}")
+    print(f"  agent: {attempts} connect attempts, cpu {a_cpu:.2f} s -> {attempts / max(a_cpu, 1e-6):,.0f} connects/s"
+          f" per core (target >= 10,000)")
+    return same and a_wall <= 0.5 * n_wall
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--where", choices=("netns", "loopback"), default="netns")
     parser.add_argument("--lab", metavar="HOST", help="run both tools on this lab host (e.g. scanner-a)")
-    parser.add_argument("--host", help="host for the full-range case (default 127.82.0.1, lab: 198.18.0.30)")
-    parser.add_argument("--net", help="/24 for the top-100 case (default 127.82.1.0/24, lab: 198.18.0.0/24)")
-    parser.add_argument("--rate", type=int, default=200000)
+    parser.add_argument("--host", help="host for the full-range case (default: per --where / --lab)")
+    parser.add_argument("--net", help="/24 for the top-100 case (default: per --where / --lab)")
+    parser.add_argument("--case", choices=("both", "full", "net"), default="both")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per case; medians are compared")
+    parser.add_argument("--budget", type=float, default=60.0, help="start no further round of a case after this")
+    parser.add_argument("--rate", type=int, default=1000000, help="agent probes/s (nmap -T4 has no rate cap)")
     parser.add_argument("--concurrency", type=int, default=4000)
+    parser.add_argument("--timeout-ms", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=0, help="agent processes (default: its own choice)")
     args = parser.parse_args()
-    args.host = args.host or ("198.18.0.30" if args.lab else "127.82.0.1")
-    args.net = args.net or ("198.18.0.0/24" if args.lab else "127.82.1.0/24")
+    where = f"lab:{args.lab}" if args.lab else args.where
+    defaults = {"netns": ("198.19.82.1", NETNS_NET), "loopback": ("127.82.0.1", "127.82.1.0/24")}
+    host_default, net_default = defaults.get(where, ("198.18.0.30", "198.18.0.0/24"))
+    host = ipaddress.ip_address(args.host or host_default)
+    net = ipaddress.ip_network(args.net or net_default, strict=False)
     if shutil.which("nmap") is None:
         print("nmap is not installed here (apt-get install -y nmap): it lists the top-100 ports", file=sys.stderr)
         return 2
-    runner = Runner(args.lab)
-    net = ipaddress.ip_network(args.net, strict=False)
-    host = ipaddress.ip_address(args.host)
     if not any(host in n for n in ALLOWED) or not any(net.subnet_of(n) for n in ALLOWED):  # type: ignore[arg-type]
         print("refusing: only loopback and the lab range 198.18.0.0/15 may be scanned", file=sys.stderr)
         return 2
-    listeners = []
-    if host.is_loopback:
-        # Something to find: a few listeners on the host, and on some of the /24's addresses (top ports).
-        for port in (22, 80, 443, 8080, 31337, 45000):
-            with contextlib.suppress(OSError):
-                listeners.append(socket.create_server((str(host), port)))
-        for i in (5, 77, 200):
-            for port in (22, 80, 443):
-                with contextlib.suppress(OSError):
-                    listeners.append(socket.create_server((str(net[i]), port)))
-    with tempfile.TemporaryDirectory() as tmp:
-        agent = "/tmp/mipo-bench-agent.pyz" if args.lab else str(Path(tmp) / "agent.pyz")
+    top = top_ports(100)
+    # The deployed agent runs under the system interpreter (ExecStart=/usr/bin/python3): so does the bench.
+    python = "python3" if args.lab else ("/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable)
+    ok = True
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        if args.lab:
+            from appliance.lab.state import load_lab_state
+
+            runner = Runner(load_lab_state().ssh_command(args.lab), True, python)
+            agent = "/tmp/mipo-bench-agent.pyz"
+        else:
+            prefix = ["ip", "netns", "exec", stack.enter_context(netns_lab())] if where == "netns" else []
+            runner = Runner(prefix, False, python)
+            agent = str(Path(tmp) / "agent.pyz")
+            if where == "loopback":
+                for sock in loopback_listeners(host, net):
+                    stack.callback(sock.close)
         runner.put(build_zipapp(), agent)
-        top = top_ports(100)
-        where = f" (on {args.lab})" if args.lab else ""
-        compare(runner, f"full TCP range of {host}{where}", agent, str(host), str(host), str(host), "1-65535",
-                args.rate, args.concurrency)
-        compare(runner, f"{net} x top-100 ports{where}", agent, str(net[0]), str(net[-1]), str(net), top,
-                args.rate, args.concurrency)
-    for s in listeners:
-        s.close()
+        version = "" if args.lab else f"; nmap {nmap_version()}"
+        print(f"where: {where}; agent interpreter {python}{version}; {os.cpu_count()} CPUs here,"
+              f" load {os.getloadavg()[0]:.2f} at start", flush=True)
+        if args.case in ("both", "full"):
+            ok &= compare(runner, f"full TCP range of {host}", agent, str(host), str(host), str(host), "1-65535",
+                          args)
+        if args.case in ("both", "net"):
+            ok &= compare(runner, f"{net} x top-100 ports", agent, str(net[0]), str(net[-1]), str(net), top, args)
+    print(f"load {os.getloadavg()[0]:.2f} at the end ({time.strftime('%H:%M:%S')});"
+          f" every case within target: {'yes' if ok else 'no'}")
     return 0
+
+
+def loopback_listeners(host: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                       net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[socket.socket]:
+    """Something to find: a few listeners on the host, and on some of the /24's addresses (top ports)."""
+    held = []
+    for port in (22, 80, 443, 8080, 31337, 45000):
+        with contextlib.suppress(OSError):
+            held.append(socket.create_server((str(host), port)))
+    for i in (5, 77, 200):
+        for port in (22, 80, 443):
+            with contextlib.suppress(OSError):
+                held.append(socket.create_server((str(net[i]), port)))
+    return held
+
+
+def nmap_version() -> str:
+    out = subprocess.run(["nmap", "--version"], capture_output=True, text=True, check=False).stdout
+    return out.split("\n")[0].replace("Nmap version ", "").split(" ")[0] if out else "?"
 
 
 if __name__ == "__main__":

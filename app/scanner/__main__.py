@@ -12,20 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from . import VERSION
-from .agent import FATAL_EXIT, Agent, Fatal
-from .client import ApiRefused, Client, TransportError
 from .engine import ConnectScanner
-from .parallel import PARALLEL_MIN_PROBES, ParallelScanner, default_workers, worker_main
-from .ports import (
-    count_addresses,
-    count_ports,
-    iter_addresses,
-    iter_ports,
-    outside_scope,
-    parse_ports,
-    parse_targets,
-)
+from .parallel import ParallelScanner, plan_workers
+from .ports import count_addresses, count_ports, iter_probes, outside_scope, parse_ports, parse_targets
 from .settings import DEFAULT_CONFIG, host_id, load, read_key, write_key
+
+# The agent and its HTTPS client (ssl, http.client) load only for `enrol` and `run`: `scan` starts faster.
 
 
 def _read_token(source: str | None) -> str:
@@ -44,6 +36,8 @@ def _read_token(source: str | None) -> str:
 
 
 def enrol(config: str, token_source: str | None) -> int:
+    from .client import ApiRefused, Client, TransportError
+
     settings = load(config)
     token = _read_token(token_source)
     client = Client(settings.server_url, settings.ca_file)
@@ -63,6 +57,8 @@ def enrol(config: str, token_source: str | None) -> int:
 
 
 def run(config: str) -> int:
+    from .agent import FATAL_EXIT, Agent, Fatal
+
     settings = load(config)
     agent = Agent(settings, read_key(settings.key_file))
     try:
@@ -84,16 +80,14 @@ def scan(args: argparse.Namespace) -> int:
         return 2
     ports = parse_ports(args.ports)
     found: list[tuple[str, int]] = []
-    workers = args.workers or (default_workers()
-                               if count_addresses(ranges) * count_ports(ports) >= PARALLEL_MIN_PROBES else 1)
+    workers = plan_workers(count_addresses(ranges) * count_ports(ports), args.rate, args.workers)
     if workers > 1:
         parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers)
         targets = [[str(a), str(b)] for a, b in ranges]
         stats = asyncio.run(parallel.run(targets, args.ports, lambda o: found.append((o.ip, o.port))))
     else:
         engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
-        probes = ((ip, p) for ip in iter_addresses(ranges) for p in iter_ports(ports))
-        stats = asyncio.run(engine.run(probes, lambda o: found.append((o.ip, o.port))))
+        stats = asyncio.run(engine.run(iter_probes(ranges, ports), lambda o: found.append((o.ip, o.port))))
     print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "workers": workers, "closed": stats.closed,
                       "filtered": stats.filtered, "errors": stats.errors, "seconds": stats.seconds}))
     return 0
@@ -114,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_scan.add_argument("--rate", type=float, default=20000)
     p_scan.add_argument("--concurrency", type=int, default=2000)
     p_scan.add_argument("--timeout-ms", type=int, default=1000)
-    p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big scans)")
+    p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big, fast scans)")
     sub.add_parser("worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -126,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return run(args.config)
     if args.command == "worker":
+        from .worker import main as worker_main
+
         return worker_main()
     return scan(args)
 

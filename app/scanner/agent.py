@@ -14,16 +14,8 @@ from typing import Any
 from . import VERSION
 from .client import ApiRefused, Client, TransportError
 from .engine import ConnectScanner, OpenPort
-from .parallel import PARALLEL_MIN_PROBES, ParallelScanner, default_workers
-from .ports import (
-    count_addresses,
-    count_ports,
-    iter_addresses,
-    iter_ports,
-    outside_scope,
-    parse_ports,
-    parse_targets,
-)
+from .parallel import ParallelScanner, plan_workers
+from .ports import count_addresses, count_ports, iter_probes, outside_scope, parse_ports, parse_targets
 from .probes import ServiceInfo, identify
 from .settings import AgentSettings
 from .spool import Spool
@@ -178,8 +170,8 @@ class Agent:
         timeout = float(options.get("timeout_ms", 1000)) / 1000.0
         want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
         probes_total = count_addresses(ranges) * count_ports(ports)
-        # Auto (workers = 0): one process per core, only for jobs big enough to pay for starting them.
-        workers = self.settings.workers or (default_workers() if probes_total >= PARALLEL_MIN_PROBES else 1)
+        # Auto (workers = 0): one process per core, only for jobs big and fast enough to pay for starting them.
+        workers = plan_workers(probes_total, rate, self.settings.workers)
         parallel = ParallelScanner(rate, self.concurrency, timeout, workers) if workers > 1 else None
         scanner = ConnectScanner(rate, self.concurrency, timeout)
 
@@ -241,7 +233,7 @@ class Agent:
                     except TransportError as exc:
                         log.warning("progress failed (results stay spooled): %s", exc)
 
-        probes = ((ip, port) for ip in iter_addresses(ranges) for port in iter_ports(ports))
+        probes = iter_probes(ranges, ports)
         tick = asyncio.create_task(ticker())
         try:
             if parallel is not None:

@@ -1,10 +1,22 @@
-"""TCP connect scan engine: non-blocking connects on the asyncio loop, token-bucket rate, bounded concurrency."""
+"""TCP connect scan engine: reused non-blocking sockets, one epoll set, a token-bucket rate, bounded concurrency.
+
+Per probe the kernel does the work (SYN out, RST or SYN-ACK in); the engine's job is to add as little as
+possible around it. Linux semantics it relies on:
+
+* A non-blocking `connect()` on a socket whose attempt already ended returns that attempt's result
+  (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH… via `sock_error`), or 0/EISCONN when it is established, and an
+  attempt that ended in an error leaves the socket unconnected, ready for the next `connect()`. So one
+  socket serves probe after probe: no socket()/setsockopt()/close()/epoll ADD per closed port.
+* Over loopback, veth and bridges the answer is processed before `connect()` returns (the packet path runs
+  in the caller's softirq), so asking again right away settles most probes without touching epoll.
+  Probes still in flight (EALREADY) wait in one epoll set (EPOLLONESHOT, re-armed per probe).
+
+Open ports are closed with SO_LINGER 0 (set once per socket): an RST, no FIN handshake and no TIME-WAIT.
+"""
 
 from __future__ import annotations
 
 import _socket
-import asyncio
-import contextlib
 import errno
 import resource
 import select
@@ -12,15 +24,27 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 # l_onoff=1, l_linger=0: close() sends RST instead of FIN, so no TIME-WAIT entry throttles the scan.
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 _STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 _NEEDS_SETBLOCKING = not getattr(socket, "SOCK_NONBLOCK", 0)
-_EPOLLOUT_ONCE = getattr(select, "EPOLLOUT", 0) | getattr(select, "EPOLLONESHOT", 0)
-_RETRY_LATER = {errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EMFILE, errno.ENFILE}
+_EPOLL_MASK = getattr(select, "EPOLLOUT", 4) | getattr(select, "EPOLLONESHOT", 1 << 30)
+_RETRY_LATER = frozenset({errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EMFILE, errno.ENFILE})
+# No answer, or the network says the host cannot be reached: nmap's "filtered".
+_FILTERED = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+_REFUSED = errno.ECONNREFUSED
+_IN_FLIGHT = errno.EALREADY
+_STARTED = frozenset({errno.EINPROGRESS, errno.EINTR})
+# Probes started in one go before the loop looks at answers, timeouts and (async) other tasks again.
+BATCH = 1024
+_MAX_IDLE = 0.1  # longest wait between looks at stop()
+
+Probe = tuple[str, int]
+# A probe in flight: its socket, (ip, port) and start time; the tuple's identity tells probes on one fd apart.
+_Entry = tuple[_socket.socket, Probe, float]
 
 
 @dataclass(slots=True)
@@ -59,8 +83,30 @@ def raise_fd_limit(wanted: int) -> int:
     return soft
 
 
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved up: over any span T at most rate*T + burst are spent."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.tokens = 1.0
+        self.last = now
+
+    def available(self, now: float) -> int:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        return int(self.tokens)
+
+    def spend(self, n: int) -> None:
+        self.tokens -= n
+
+    def wait(self) -> float:
+        """Seconds until the next whole token."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
 class ConnectScanner:
-    """One scan: `await run(probes, on_open)`; `stop()` aborts it (e.g. when the lease is lost)."""
+    """One scan: `await run(probes, on_open)` (or `run_blocking` in a worker); `stop()` aborts it."""
 
     def __init__(self, rate: float, concurrency: int, timeout: float) -> None:
         self.rate = max(1.0, float(rate))
@@ -73,162 +119,248 @@ class ConnectScanner:
     def stop(self) -> None:
         self._stopped = True
 
-    async def run(self, probes: Iterable[tuple[str, int]], on_open: Callable[[OpenPort], None]) -> ScanStats:
+    async def run(self, probes: Iterable[Probe], on_open: Callable[[OpenPort], None]) -> ScanStats:
+        """Scan on the running asyncio loop, yielding to other tasks after every batch."""
+        import asyncio  # here, not at the top: worker processes never load it (tens of ms at start-up)
+
         loop = asyncio.get_running_loop()
+        scan = _Scan(self, probes, on_open)
+        try:
+            while True:
+                wait = scan.step()
+                if wait is None:
+                    break
+                if wait == 0.0:
+                    await asyncio.sleep(0)
+                    continue
+                # Sleep until an answer arrives (the epoll fd turns readable), a timeout is due or a token accrues.
+                woken = loop.create_future()
+
+                def wake(fut: asyncio.Future[None] = woken) -> None:
+                    if not fut.done():
+                        fut.set_result(None)
+
+                loop.add_reader(scan.epoll.fileno(), wake)
+                timer = loop.call_later(wait, wake)
+                try:
+                    await woken
+                finally:
+                    timer.cancel()
+                    loop.remove_reader(scan.epoll.fileno())
+        finally:
+            scan.close()
+        return self.stats
+
+    def run_blocking(self, probes: Iterable[Probe], on_open: Callable[[OpenPort], None],
+                     tick: Callable[[ScanStats], None] | None = None, every: float = 1.0) -> ScanStats:
+        """Scan in this thread without an event loop (a worker process has nothing else to do)."""
+        scan = _Scan(self, probes, on_open)
+        next_tick = time.monotonic() + every
+        try:
+            while True:
+                wait = scan.step()
+                if wait is None:
+                    break
+                if wait > 0.0:
+                    scan.drain(wait)  # blocks in epoll_wait: answers are handled as soon as they come
+                if tick is not None and time.monotonic() >= next_tick:
+                    next_tick += every
+                    tick(self.stats)
+        finally:
+            scan.close()
+        return self.stats
+
+
+class _Scan:
+    """The state of one running scan; `step()` does one round of work and says how long to wait."""
+
+    def __init__(self, owner: ConnectScanner, probes: Iterable[Probe], on_open: Callable[[OpenPort], None]) -> None:
+        self.owner = owner
+        self.stats = owner.stats
+        self.on_open = on_open
+        self.probes: Iterator[Probe] = iter(probes)
+        self.epoll = select.epoll()
+        self.free: list[_socket.socket] = []             # idle sockets, unconnected, ready for the next probe
+        self.pending: dict[int, _Entry] = {}             # fd -> probe in flight
+        # Every probe has the same timeout, so start order is deadline order: a FIFO is the timer wheel.
+        self.deadlines: deque[tuple[float, int, _Entry]] = deque()
+        self.armed: set[int] = set()                     # fds this epoll set knows (ADD once, MOD afterwards)
+        self.backlog: Probe | None = None                # a probe the system had no socket or port for yet
+        self.exhausted = False
+        self.begin = time.monotonic()
+        # At most 20 ms worth of probes at once: the rate holds over any window longer than that.
+        self.bucket = TokenBucket(owner.rate, owner.rate / 50, self.begin)
+
+    # -- one round ------------------------------------------------------------------------------------------
+    def step(self) -> float | None:
+        """Handle answers and timeouts, start what the rate and concurrency allow.
+
+        Returns None when the scan is over, 0.0 when more can start right away, else the seconds to wait.
+        """
+        if self.owner._stopped:
+            return None
+        if self.pending:
+            self.drain(0)
+        now = time.monotonic()
+        if self.deadlines and self.deadlines[0][0] <= now:
+            self.sweep(now)
+        room = self.owner.concurrency - len(self.pending)
+        if not self.exhausted and room > 0:
+            n = min(self.bucket.available(now), room, BATCH)
+            if n > 0:
+                self.bucket.spend(self.launch(n))
+                if self.backlog is None and not self.exhausted:
+                    return 0.0 if self.owner.concurrency > len(self.pending) else self._until_deadline()
+        if self.exhausted and not self.pending:
+            return None
+        if self.backlog is not None:
+            return 0.01  # out of sockets or local ports: wait for some to be released
+        if self.exhausted or self.owner.concurrency <= len(self.pending):
+            return self._until_deadline()
+        return min(max(self.bucket.wait(), 0.0005), _MAX_IDLE)
+
+    def _until_deadline(self) -> float:
+        if not self.deadlines:
+            return 0.0005
+        return min(max(self.deadlines[0][0] - time.monotonic(), 0.0005), _MAX_IDLE)
+
+    # -- starting probes ------------------------------------------------------------------------------------
+    def _new_socket(self, family: int) -> _socket.socket | None:
+        try:
+            # The C-level socket type: no Python __init__/close wrappers.
+            sock = _socket.socket(family, _STREAM_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in _RETRY_LATER:
+                return None
+            raise
+        if _NEEDS_SETBLOCKING:
+            sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+        return sock
+
+    def launch(self, n: int) -> int:
+        """Start up to n probes; returns how many started (fewer when the probes or the sockets ran out)."""
+        free, pending, deadlines, armed = self.free, self.pending, self.deadlines, self.armed
+        register, modify = self.epoll.register, self.epoll.modify
+        probes, timeout, monotonic = self.probes, self.owner.timeout, time.monotonic
+        free6: list[_socket.socket] = []
+        started = closed = 0
+        try:
+            while started < n:
+                probe = self.backlog
+                if probe is None:
+                    probe = next(probes, None)
+                    if probe is None:
+                        self.exhausted = True
+                        break
+                else:
+                    self.backlog = None
+                v6 = ":" in probe[0]
+                pool = free6 if v6 else free
+                sock = pool.pop() if pool else self._new_socket(socket.AF_INET6 if v6 else socket.AF_INET)
+                if sock is None:
+                    self.backlog = probe
+                    break
+                t0 = monotonic()
+                err = sock.connect_ex(probe)
+                if err in _STARTED:
+                    err = sock.connect_ex(probe)  # already answered? (loopback, veth, bridge: usually yes)
+                    if err == _IN_FLIGHT:
+                        fd = sock.fileno()
+                        entry = (sock, probe, t0)
+                        pending[fd] = entry
+                        deadlines.append((t0 + timeout, fd, entry))
+                        if fd in armed:
+                            modify(fd, _EPOLL_MASK)
+                        else:
+                            register(fd, _EPOLL_MASK)
+                            armed.add(fd)
+                        started += 1
+                        continue
+                if err == _REFUSED:
+                    closed += 1
+                    pool.append(sock)
+                elif err in _RETRY_LATER:
+                    pool.append(sock)  # the attempt never started: the socket is still unconnected
+                    self.backlog = probe
+                    break
+                else:
+                    self.settle(sock, probe, t0, err, pool)
+                started += 1
+        finally:
+            self.stats.attempts += started
+            self.stats.closed += closed
+            for sock in free6:  # IPv6 is rare: do not keep a second idle pool
+                self._drop(sock)
+        return started
+
+    # -- answers and timeouts -------------------------------------------------------------------------------
+    def settle(self, sock: _socket.socket, probe: Probe, t0: float, err: int,
+               pool: list[_socket.socket] | None) -> None:
+        """Record a finished probe; keep its socket for the next one when the attempt left it unconnected."""
         stats = self.stats
-        pending: dict[int, tuple[_socket.socket, str, int, float]] = {}
-        # All probes share one timeout, so start order is deadline order: a FIFO is a timer wheel.
-        deadlines: deque[tuple[float, int, _socket.socket]] = deque()
-        slot = asyncio.Event()
-        concurrency = self.concurrency
+        if err == _REFUSED or err in _FILTERED:
+            if err == _REFUSED:
+                stats.closed += 1
+            else:
+                stats.filtered += 1
+            if pool is not None:
+                pool.append(sock)
+            else:
+                self._drop(sock)
+            return
+        if err == 0 or err == errno.EISCONN:
+            stats.open += 1
+            self._drop(sock)  # SO_LINGER 0: the established connection is reset, not closed
+            self.on_open(OpenPort(probe[0], probe[1], (time.monotonic() - t0) * 1000.0, time.time()))
+            return
+        stats.errors += 1
+        self._drop(sock)
 
-        # Linux: one epoll set for all probes, drained in batches from a single asyncio reader callback
-        # (far fewer Python objects and syscalls per probe than add_writer/remove_writer for each socket).
-        poller = select.epoll() if hasattr(select, "epoll") else None
+    def _drop(self, sock: _socket.socket) -> None:
+        self.armed.discard(sock.fileno())  # close() takes the fd out of the epoll set; its number may come back
+        sock.close()
 
-        def finish(fd: int) -> None:
+    def _pool(self, sock: _socket.socket) -> list[_socket.socket] | None:
+        return self.free if sock.family == socket.AF_INET else None
+
+    def drain(self, timeout: float) -> None:
+        """Settle the probes epoll reports (waiting up to `timeout` seconds for the first)."""
+        pending, modify = self.pending, self.epoll.modify
+        for fd, _mask in self.epoll.poll(timeout, BATCH):
             entry = pending.pop(fd, None)
             if entry is None:
-                return
-            sock, ip, port, started = entry
-            if poller is None:
-                loop.remove_writer(fd)
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err == 0:
-                stats.open += 1
-                on_open(OpenPort(ip, port, (time.monotonic() - started) * 1000.0, time.time()))
-            elif err == errno.ECONNREFUSED:
-                stats.closed += 1
-            elif err in (errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                stats.filtered += 1
-            else:
-                stats.errors += 1
-            sock.close()  # closing also drops the fd from the epoll set
-            if poller is None:
-                slot.set()
+                continue
+            sock, probe, t0 = entry
+            err = sock.connect_ex(probe)
+            if err == _IN_FLIGHT:  # woken early (cannot happen with EPOLLOUT in SYN-SENT, but cheap to handle)
+                pending[fd] = entry
+                modify(fd, _EPOLL_MASK)
+                continue
+            self.settle(sock, probe, t0, err, self._pool(sock))
 
-        def drain() -> None:
-            assert poller is not None
-            while True:
-                events = poller.poll(0, 4096)
-                for fd, _mask in events:
-                    finish(fd)
-                if len(events) < 4096:
-                    slot.set()
-                    return
+    def sweep(self, now: float) -> None:
+        """Probes past their deadline: one last look at the socket, else filtered."""
+        deadlines, pending = self.deadlines, self.pending
+        while deadlines and deadlines[0][0] <= now:
+            _, fd, entry = deadlines.popleft()
+            if pending.get(fd) is not entry:  # answered already (the fd may carry a newer probe)
+                continue
+            del pending[fd]
+            sock, probe, t0 = entry
+            err = sock.connect_ex(probe)
+            if err == _IN_FLIGHT:
+                self.stats.filtered += 1
+                self._drop(sock)  # still in SYN-SENT: close() just forgets it, no packet
+            else:  # answered while the loop was busy: a completed connect must not be judged timed out
+                self.settle(sock, probe, t0, err, self._pool(sock))
 
-        if poller is not None:
-            loop.add_reader(poller.fileno(), drain)
-
-        def sweep() -> None:
-            if poller is not None:
-                drain()  # after a stall, connects that did complete must not be judged timed out
-            now = time.monotonic()
-            while deadlines and deadlines[0][0] <= now:
-                _, fd, sock = deadlines.popleft()
-                entry = pending.get(fd)
-                if entry is not None and entry[0] is sock:  # fds are reused: only the probe it was
-                    del pending[fd]
-                    if poller is None:
-                        loop.remove_writer(fd)
-                    sock.close()
-                    stats.filtered += 1
-                    slot.set()
-
-        def launch(ip: str, port: int) -> bool:
-            """Start one connect; False when the system is out of sockets/ports (retry after a sweep)."""
-            try:
-                # The C-level socket type: no Python __init__/close wrappers on the hot path.
-                sock = _socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, _STREAM_NONBLOCK)
-            except OSError as exc:
-                if exc.errno in _RETRY_LATER:
-                    return False
-                raise
-            if _NEEDS_SETBLOCKING:
-                sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
-            started = time.monotonic()
-            err = sock.connect_ex((ip, port))
-            if err == errno.EINPROGRESS:
-                fd = sock.fileno()
-                pending[fd] = (sock, ip, port, started)
-                deadlines.append((started + self.timeout, fd, sock))
-                if poller is not None:
-                    poller.register(fd, _EPOLLOUT_ONCE)
-                else:
-                    loop.add_writer(fd, finish, fd)
-            elif err == 0:
-                stats.open += 1
-                on_open(OpenPort(ip, port, (time.monotonic() - started) * 1000.0, time.time()))
-                sock.close()
-            elif err == errno.ECONNREFUSED:
-                stats.closed += 1
-                sock.close()
-            elif err in _RETRY_LATER:
-                sock.close()
-                return False
-            else:
-                stats.errors += 1
-                sock.close()
-            stats.attempts += 1
-            return True
-
-        begin = loop.time()
-        tokens = 0.0
-        last = begin
-        burst = max(1.0, self.rate / 50)  # at most 20 ms worth of probes in one go
-        it = iter(probes)
-        backlog: tuple[str, int] | None = None
-        try:
-            while not self._stopped:
-                sweep()
-                now = loop.time()
-                tokens = min(burst, tokens + (now - last) * self.rate)
-                last = now
-                room = concurrency - len(pending)
-                if room <= 0:
-                    slot.clear()
-                    await _wait(slot, 0.01)
-                    continue
-                n = int(min(tokens, room))
-                if n <= 0:
-                    await asyncio.sleep(max(0.001, (1 - tokens) / self.rate))
-                    continue
-                exhausted = False
-                for _ in range(n):
-                    probe = backlog if backlog is not None else next(it, None)
-                    backlog = None
-                    if probe is None:
-                        exhausted = True
-                        break
-                    if not launch(*probe):
-                        backlog = probe
-                        break
-                    tokens -= 1
-                if exhausted:
-                    break
-                if backlog is not None:
-                    slot.clear()
-                    await _wait(slot, 0.01)
-                else:
-                    await asyncio.sleep(0)
-            while pending and not self._stopped:
-                sweep()
-                slot.clear()
-                await _wait(slot, 0.01)
-        finally:
-            for fd, (sock, *_rest) in list(pending.items()):
-                if poller is None:
-                    loop.remove_writer(fd)
-                sock.close()
-            pending.clear()
-            if poller is not None:
-                loop.remove_reader(poller.fileno())
-                poller.close()
-            stats.seconds = loop.time() - begin
-        return stats
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+    def close(self) -> None:
+        for sock, _probe, _t0 in self.pending.values():
+            sock.close()
+        self.pending.clear()
+        for sock in self.free:
+            sock.close()
+        self.free.clear()
+        self.epoll.close()
+        self.stats.seconds = time.monotonic() - self.begin

@@ -1,8 +1,9 @@
-"""Spread one scan over several worker processes (one event loop per CPU core), merging what they find.
+"""Spread one scan over several processes (one per CPU core): this process scans one share, workers the rest.
 
-Connect scanning is bound by per-socket CPU (mostly kernel time): one asyncio loop uses one core. Each
-worker re-runs this package (`python3 -m <package> worker`), takes every N-th probe of the same
-targets x ports, at rate/N and concurrency/N, and reports open ports as JSON lines on stdout.
+A connect scan is bound by per-probe CPU, mostly kernel time (about 5-10 µs per probe), so one process
+tops out near 100k probes/s. Only a rate above what one process sustains is worth more processes.
+Each worker (`worker.py`, started lean: no site, no asyncio) takes every N-th probe of the same
+targets x ports at rate/N and concurrency/N and reports open ports as JSON lines on stdout.
 """
 
 from __future__ import annotations
@@ -10,21 +11,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from itertools import islice
 from pathlib import Path
 
 from .engine import ConnectScanner, OpenPort, ScanStats
-from .ports import iter_addresses, iter_ports, parse_ports, parse_targets
+from .ports import iter_probes, parse_ports, parse_targets
 
-# Below this many probes a single process is faster than starting workers.
-PARALLEL_MIN_PROBES = 32768
+# Below this many probes one process finishes before extra ones would have started.
+PARALLEL_MIN_PROBES = 16384
+# Probes/s one process sustains with room to spare; above it another process pays for itself.
+PER_PROCESS_RATE = 40000
+_COUNTED = ("attempts", "open", "closed", "filtered", "errors")
 
 
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def plan_workers(probes: int, rate: float, configured: int = 0) -> int:
+    """Processes for a scan: as configured, else one per core when the job is big and the rate needs it."""
+    if configured > 0:
+        return configured
+    if probes < PARALLEL_MIN_PROBES:
+        return 1
+    return max(1, min(default_workers(), math.ceil(rate / PER_PROCESS_RATE)))
 
 
 def _package_root() -> str:
@@ -33,21 +46,31 @@ def _package_root() -> str:
     return str(Path(__file__).parents[len(package.split("."))])
 
 
+def worker_argv() -> list[str]:
+    """`-I -S`: no environment, no site-packages (the agent is stdlib only), so a worker starts in ~20 ms."""
+    boot = (f"import sys; sys.path.insert(0, sys.argv[1]); from {__package__ or 'mipo_scanner'}.worker import main;"
+            " sys.exit(main())")
+    return [sys.executable, "-I", "-S", "-c", boot, _package_root()]
+
+
 class ParallelScanner:
     def __init__(self, rate: float, concurrency: int, timeout: float, workers: int) -> None:
         self.rate, self.concurrency, self.timeout, self.workers = rate, concurrency, timeout, workers
         self.stats = ScanStats()
         self._done: dict[int, int] = {}
         self._procs: list[asyncio.subprocess.Process] = []
+        self._local: ConnectScanner | None = None
         self._stopped = False
 
     @property
     def done(self) -> int:
-        """Probes finished so far over all workers (each reports about once a second)."""
-        return sum(self._done.values())
+        """Probes finished so far over all processes (each worker reports about once a second)."""
+        return sum(self._done.values()) + (self._local.stats.done if self._local is not None else 0)
 
     def stop(self) -> None:
         self._stopped = True
+        if self._local is not None:
+            self._local.stop()
         for proc in self._procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -56,74 +79,55 @@ class ParallelScanner:
                   on_open: Callable[[OpenPort], None]) -> ScanStats:
         loop = asyncio.get_running_loop()
         begin = loop.time()
-        env = {**os.environ, "PYTHONPATH": _package_root()}
         n = self.workers
-        spec = {"targets": [list(t) for t in targets], "ports": ports, "workers": n,
-                "rate": self.rate / n, "concurrency": max(1, self.concurrency // n), "timeout": self.timeout}
-        for shard in range(n):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", __package__ or "mipo_scanner", "worker", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 20)
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps({**spec, "shard": shard}).encode() + b"\n")
-            await proc.stdin.drain()
-            proc.stdin.close()
-            self._procs.append(proc)
-
-        async def collect(shard: int, proc: asyncio.subprocess.Process) -> None:
-            assert proc.stdout is not None
-            async for line in proc.stdout:
-                msg = json.loads(line)
-                if "done" in msg:
-                    self._done[shard] = int(msg["done"])
-                elif "open" in msg:
-                    ip, port, rtt, at = msg["open"]
-                    on_open(OpenPort(ip, port, rtt, at))
-                elif "stats" in msg:
-                    for key in ("attempts", "open", "closed", "filtered", "errors"):
-                        setattr(self.stats, key, getattr(self.stats, key) + int(msg["stats"][key]))
-                    self._done[shard] = int(msg["stats"]["attempts"])
-            code = await proc.wait()
-            if code != 0 and not self._stopped:
-                raise RuntimeError(f"scan worker exited with {code}")
-
+        share_rate, share_concurrency = self.rate / n, max(1, self.concurrency // n)
+        spec = {"targets": [list(t) for t in targets], "ports": ports, "shards": n,
+                "rate": share_rate, "concurrency": share_concurrency, "timeout": self.timeout}
+        # Parse before starting anything: a bad spec fails here, not in n processes.
+        ranges, intervals = parse_targets(targets), parse_ports(ports)
         try:
-            await asyncio.gather(*(collect(i, p) for i, p in enumerate(self._procs)))
+            for shard in range(1, n):
+                proc = await asyncio.create_subprocess_exec(
+                    *worker_argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20)
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps({**spec, "shard": shard}).encode() + b"\n")
+                await proc.stdin.drain()
+                proc.stdin.close()
+                self._procs.append(proc)
+            self._local = ConnectScanner(share_rate, share_concurrency, self.timeout)
+            if self._stopped:
+                self._local.stop()
+            tasks = [asyncio.ensure_future(self._local.run(iter_probes(ranges, intervals, 0, n), on_open))]
+            tasks += [asyncio.ensure_future(self._collect(i + 1, p, on_open)) for i, p in enumerate(self._procs)]
+            try:
+                results = await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+            for stats in results:
+                for key in _COUNTED:
+                    setattr(self.stats, key, getattr(self.stats, key) + getattr(stats, key))
         finally:
             self.stop()
             self.stats.seconds = loop.time() - begin
         return self.stats
 
-
-def worker_main() -> int:
-    """`python3 -m <package> worker`: one shard, spec as JSON on stdin, findings as JSON lines on stdout."""
-    spec = json.loads(sys.stdin.readline())
-    ranges, intervals = parse_targets(spec["targets"]), parse_ports(spec["ports"])
-    probes = ((ip, p) for ip in iter_addresses(ranges) for p in iter_ports(intervals))
-    shard = islice(probes, int(spec["shard"]), None, int(spec["workers"]))
-    out = sys.stdout
-
-    def found(o: OpenPort) -> None:
-        out.write(json.dumps({"open": [o.ip, o.port, round(o.rtt_ms, 3), o.at]}) + "\n")
-        out.flush()
-
-    engine = ConnectScanner(spec["rate"], int(spec["concurrency"]), float(spec["timeout"]))
-
-    async def scan() -> ScanStats:
-        async def report() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                out.write(json.dumps({"done": engine.stats.done}) + "\n")
-                out.flush()
-
-        ticker = asyncio.create_task(report())
-        try:
-            return await engine.run(shard, found)
-        finally:
-            ticker.cancel()
-
-    stats = asyncio.run(scan())
-    out.write(json.dumps({"stats": {"attempts": stats.attempts, "open": stats.open, "closed": stats.closed,
-                                    "filtered": stats.filtered, "errors": stats.errors}}) + "\n")
-    out.flush()
-    return 0
+    async def _collect(self, shard: int, proc: asyncio.subprocess.Process,
+                       on_open: Callable[[OpenPort], None]) -> ScanStats:
+        assert proc.stdout is not None
+        stats = ScanStats()
+        async for line in proc.stdout:
+            msg = json.loads(line)
+            if "done" in msg:
+                self._done[shard] = int(msg["done"])
+            elif "open" in msg:
+                ip, port, rtt, at = msg["open"]
+                on_open(OpenPort(ip, port, rtt, at))
+            elif "stats" in msg:
+                for key in _COUNTED:
+                    setattr(stats, key, int(msg["stats"][key]))
+                self._done[shard] = stats.done
+        code = await proc.wait()
+        if code != 0 and not self._stopped:
+            raise RuntimeError(f"scan worker {shard} exited with {code}")
+        return stats

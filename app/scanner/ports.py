@@ -67,6 +67,18 @@ def iter_addresses(ranges: Sequence[tuple[Address, Address]]) -> Iterator[str]:
             yield str(cls(value))
 
 
+def iter_probes(ranges: Sequence[tuple[Address, Address]], intervals: Sequence[tuple[int, int]],
+                shard: int = 0, shards: int = 1) -> Iterator[tuple[str, int]]:
+    """Every (address, port), addresses outer; with `shards` > 1 only the probes whose position in that
+    order is `shard` modulo `shards`, so N processes split one scan evenly without talking to each other."""
+    ports = list(iter_ports(intervals))
+    position = 0  # of the current address's first probe
+    for ip in iter_addresses(ranges):
+        for port in ports[(shard - position) % shards::shards] if shards > 1 else ports:
+            yield (ip, port)
+        position += len(ports)
+
+
 def outside_scope(ranges: Sequence[tuple[Address, Address]], scope: Sequence[str]) -> list[str]:
     """Target ranges not wholly inside one authorised network (an empty scope authorises nothing)."""
     networks: list[Network] = [ipaddress.ip_network(n, strict=False) for n in scope]
