@@ -240,7 +240,10 @@ class Agent:
                 stats = await parallel.run(job["targets"], job["ports"], on_open)
             else:
                 stats = await scanner.run(probes, on_open)
-            while enriching:
+            # Every enrichment task exists by now (only the scan calls on_open): one gather, not `while
+            # enriching`. From Python 3.12 gather() of tasks already done completes without yielding, so the
+            # set's discard callbacks never ran and that loop spun forever (Debian 13's 3.13, in the lab).
+            if enriching:
                 await asyncio.gather(*list(enriching))
         finally:
             tick.cancel()
