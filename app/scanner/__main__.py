@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import json
-import logging
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -15,9 +11,10 @@ from . import VERSION
 from .engine import ConnectScanner
 from .parallel import ParallelScanner, plan_workers
 from .ports import count_addresses, count_ports, iter_probes, outside_scope, parse_ports, parse_targets
-from .settings import DEFAULT_CONFIG, host_id, load, read_key, write_key
 
-# The agent and its HTTPS client (ssl, http.client) load only for `enrol` and `run`: `scan` starts faster.
+# asyncio, logging, the settings file and the HTTPS client (ssl, http.client) load only for `enrol` and
+# `run`: `scan` (benchmarks, troubleshooting) starts in a fraction of the time.
+DEFAULT_CONFIG = "/etc/mipo-scanner/agent.toml"  # settings.DEFAULT_CONFIG
 
 
 def _read_token(source: str | None) -> str:
@@ -28,6 +25,8 @@ def _read_token(source: str | None) -> str:
         with open(source) as fh:
             token = fh.readline()
     else:
+        import getpass
+
         token = getpass.getpass("Enrolment token: ")
     token = token.strip()
     if not token:
@@ -36,7 +35,10 @@ def _read_token(source: str | None) -> str:
 
 
 def enrol(config: str, token_source: str | None) -> int:
+    import socket
+
     from .client import ApiRefused, Client, TransportError
+    from .settings import host_id, load, write_key
 
     settings = load(config)
     token = _read_token(token_source)
@@ -57,7 +59,11 @@ def enrol(config: str, token_source: str | None) -> int:
 
 
 def run(config: str) -> int:
+    import asyncio
+    import logging
+
     from .agent import FATAL_EXIT, Agent, Fatal
+    from .settings import load, read_key
 
     settings = load(config)
     agent = Agent(settings, read_key(settings.key_file))
@@ -84,10 +90,10 @@ def scan(args: argparse.Namespace) -> int:
     if workers > 1:
         parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers)
         targets = [[str(a), str(b)] for a, b in ranges]
-        stats = asyncio.run(parallel.run(targets, args.ports, lambda o: found.append((o.ip, o.port))))
+        stats = parallel.run_blocking(targets, args.ports, lambda o: found.append((o.ip, o.port)))
     else:
         engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
-        stats = asyncio.run(engine.run(iter_probes(ranges, ports), lambda o: found.append((o.ip, o.port))))
+        stats = engine.run_blocking(iter_probes(ranges, ports), lambda o: found.append((o.ip, o.port)))
     print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "workers": workers, "closed": stats.closed,
                       "filtered": stats.filtered, "errors": stats.errors, "seconds": stats.seconds}))
     return 0
@@ -111,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big, fast scans)")
     sub.add_parser("worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command in ("enrol", "run"):
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "version":
         print(VERSION)
         return 0

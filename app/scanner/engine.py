@@ -43,6 +43,8 @@ BATCH = 1024
 _MAX_IDLE = 0.1  # longest wait between looks at stop()
 
 Probe = tuple[str, int]
+# Other fds the scan's epoll loop serves (a parallel scan's worker pipes): handler(fd) -> False once done.
+Watch = dict[int, Callable[[int], bool]]
 # A probe in flight: its socket, (ip, port) and start time; the tuple's identity tells probes on one fd apart.
 _Entry = tuple[_socket.socket, Probe, float]
 
@@ -119,12 +121,13 @@ class ConnectScanner:
     def stop(self) -> None:
         self._stopped = True
 
-    async def run(self, probes: Iterable[Probe], on_open: Callable[[OpenPort], None]) -> ScanStats:
+    async def run(self, probes: Iterable[Probe], on_open: Callable[[OpenPort], None],
+                  watch: Watch | None = None) -> ScanStats:
         """Scan on the running asyncio loop, yielding to other tasks after every batch."""
         import asyncio  # here, not at the top: worker processes never load it (tens of ms at start-up)
 
         loop = asyncio.get_running_loop()
-        scan = _Scan(self, probes, on_open)
+        scan = _Scan(self, probes, on_open, watch)
         try:
             while True:
                 wait = scan.step()
@@ -152,9 +155,10 @@ class ConnectScanner:
         return self.stats
 
     def run_blocking(self, probes: Iterable[Probe], on_open: Callable[[OpenPort], None],
-                     tick: Callable[[ScanStats], None] | None = None, every: float = 1.0) -> ScanStats:
-        """Scan in this thread without an event loop (a worker process has nothing else to do)."""
-        scan = _Scan(self, probes, on_open)
+                     tick: Callable[[ScanStats], None] | None = None, every: float = 1.0,
+                     watch: Watch | None = None) -> ScanStats:
+        """Scan in this thread without an event loop (nothing else to serve but `watch`)."""
+        scan = _Scan(self, probes, on_open, watch)
         next_tick = time.monotonic() + every
         try:
             while True:
@@ -174,12 +178,17 @@ class ConnectScanner:
 class _Scan:
     """The state of one running scan; `step()` does one round of work and says how long to wait."""
 
-    def __init__(self, owner: ConnectScanner, probes: Iterable[Probe], on_open: Callable[[OpenPort], None]) -> None:
+    def __init__(self, owner: ConnectScanner, probes: Iterable[Probe], on_open: Callable[[OpenPort], None],
+                 watch: Watch | None) -> None:
         self.owner = owner
         self.stats = owner.stats
         self.on_open = on_open
         self.probes: Iterator[Probe] = iter(probes)
         self.epoll = select.epoll()
+        # Level-triggered reads; the scan is not over while any is left.
+        self.watch: Watch = watch if watch is not None else {}
+        for fd in self.watch:
+            self.epoll.register(fd, select.EPOLLIN)
         self.free: list[_socket.socket] = []             # idle sockets, unconnected, ready for the next probe
         self.pending: dict[int, _Entry] = {}             # fd -> probe in flight
         # Every probe has the same timeout, so start order is deadline order: a FIFO is the timer wheel.
@@ -199,7 +208,7 @@ class _Scan:
         """
         if self.owner._stopped:
             return None
-        if self.pending:
+        if self.pending or self.watch:
             self.drain(0)
         now = time.monotonic()
         if self.deadlines and self.deadlines[0][0] <= now:
@@ -211,7 +220,7 @@ class _Scan:
                 self.bucket.spend(self.launch(n))
                 if self.backlog is None and not self.exhausted:
                     return 0.0 if self.owner.concurrency > len(self.pending) else self._until_deadline()
-        if self.exhausted and not self.pending:
+        if self.exhausted and not self.pending and not self.watch:
             return None
         if self.backlog is not None:
             return 0.01  # out of sockets or local ports: wait for some to be released
@@ -221,7 +230,7 @@ class _Scan:
 
     def _until_deadline(self) -> float:
         if not self.deadlines:
-            return 0.0005
+            return _MAX_IDLE  # only watched fds left: epoll wakes us
         return min(max(self.deadlines[0][0] - time.monotonic(), 0.0005), _MAX_IDLE)
 
     # -- starting probes ------------------------------------------------------------------------------------
@@ -326,10 +335,14 @@ class _Scan:
 
     def drain(self, timeout: float) -> None:
         """Settle the probes epoll reports (waiting up to `timeout` seconds for the first)."""
-        pending, modify = self.pending, self.epoll.modify
+        pending, modify, watch = self.pending, self.epoll.modify, self.watch
         for fd, _mask in self.epoll.poll(timeout, BATCH):
             entry = pending.pop(fd, None)
             if entry is None:
+                handler = watch.get(fd)
+                if handler is not None and not handler(fd):
+                    del watch[fd]
+                    self.epoll.unregister(fd)
                 continue
             sock, probe, t0 = entry
             err = sock.connect_ex(probe)

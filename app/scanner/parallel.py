@@ -1,30 +1,37 @@
-"""Spread one scan over several processes (one per CPU core): this process scans one share, workers the rest.
+"""Spread one scan over several processes (one per CPU core): this process scans too, workers help.
 
 A connect scan is bound by per-probe CPU, mostly kernel time (about 5-10 µs per probe), so one process
 tops out near 100k probes/s. Only a rate above what one process sustains is worth more processes.
-Each worker (`worker.py`, started lean: no site, no asyncio) takes every N-th probe of the same
-targets x ports at rate/N and concurrency/N and reports open ports as JSON lines on stdout.
+The probes are numbered (`ProbeSpace`) and handed out in chunks on demand, this process included, so a
+process that starts late (a worker needs ~40 ms to boot) or gets less CPU simply takes fewer chunks.
+Each process runs at rate/N and concurrency/N. Workers (`worker.py`, started lean with posix_spawn: no
+site, no asyncio) read chunks on stdin and write requests for more, open ports and progress as JSON lines
+on stdout; their pipes are served by this process's own scan loop (the engine's epoll set), so the same
+code runs inside the agent's asyncio loop and in a plain `scan` command.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engine import ConnectScanner, OpenPort, ScanStats
-from .ports import iter_probes, parse_ports, parse_targets
+from .engine import ConnectScanner, OpenPort, ScanStats, Watch
+from .ports import ProbeSpace, parse_ports, parse_targets
 
 # Below this many probes one process finishes before extra ones would have started.
 PARALLEL_MIN_PROBES = 16384
 # Probes/s one process sustains with room to spare; above it another process pays for itself.
 PER_PROCESS_RATE = 40000
 _COUNTED = ("attempts", "open", "closed", "filtered", "errors")
+# Chunks: small enough that the last ones even out the processes, big enough that asking costs nothing.
+_CHUNK_MIN, _CHUNK_MAX = 256, 4096
 
 
 def default_workers() -> int:
@@ -53,81 +60,183 @@ def worker_argv() -> list[str]:
     return [sys.executable, "-I", "-S", "-c", boot, _package_root()]
 
 
+@dataclass
+class _Worker:
+    pid: int
+    stdin: int                     # our end of its stdin (chunks), -1 once closed
+    stdout: int                    # our end of its stdout (JSON lines), -1 once closed
+    buffer: bytes = b""
+    stats: ScanStats = field(default_factory=ScanStats)
+    done: int = 0
+    eof: bool = False              # its stdout ended (it exited, or is about to)
+    code: int | None = None        # exit status once reaped
+
+
 class ParallelScanner:
+    """`await run(...)` inside the agent, `run_blocking(...)` from the command line; `stop()` aborts."""
+
     def __init__(self, rate: float, concurrency: int, timeout: float, workers: int) -> None:
         self.rate, self.concurrency, self.timeout, self.workers = rate, concurrency, timeout, workers
         self.stats = ScanStats()
-        self._done: dict[int, int] = {}
-        self._procs: list[asyncio.subprocess.Process] = []
+        self._workers: list[_Worker] = []
         self._local: ConnectScanner | None = None
+        self._space: ProbeSpace | None = None
+        self._next = 0   # first probe not handed out yet
+        self._size = _CHUNK_MIN
         self._stopped = False
 
     @property
     def done(self) -> int:
         """Probes finished so far over all processes (each worker reports about once a second)."""
-        return sum(self._done.values()) + (self._local.stats.done if self._local is not None else 0)
+        return sum(w.done for w in self._workers) + (self._local.stats.done if self._local is not None else 0)
 
     def stop(self) -> None:
         self._stopped = True
         if self._local is not None:
             self._local.stop()
-        for proc in self._procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+        for w in self._workers:
+            if w.code is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signal.SIGTERM)
 
     async def run(self, targets: Sequence[Sequence[str]], ports: str,
                   on_open: Callable[[OpenPort], None]) -> ScanStats:
-        loop = asyncio.get_running_loop()
-        begin = loop.time()
-        n = self.workers
-        share_rate, share_concurrency = self.rate / n, max(1, self.concurrency // n)
-        spec = {"targets": [list(t) for t in targets], "ports": ports, "shards": n,
-                "rate": share_rate, "concurrency": share_concurrency, "timeout": self.timeout}
-        # Parse before starting anything: a bad spec fails here, not in n processes.
-        ranges, intervals = parse_targets(targets), parse_ports(ports)
+        local, probes, watch = self._start(targets, ports, on_open)
         try:
-            for shard in range(1, n):
-                proc = await asyncio.create_subprocess_exec(
-                    *worker_argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20)
-                assert proc.stdin is not None
-                proc.stdin.write(json.dumps({**spec, "shard": shard}).encode() + b"\n")
-                await proc.stdin.drain()
-                proc.stdin.close()
-                self._procs.append(proc)
-            self._local = ConnectScanner(share_rate, share_concurrency, self.timeout)
-            if self._stopped:
-                self._local.stop()
-            tasks = [asyncio.ensure_future(self._local.run(iter_probes(ranges, intervals, 0, n), on_open))]
-            tasks += [asyncio.ensure_future(self._collect(i + 1, p, on_open)) for i, p in enumerate(self._procs)]
-            try:
-                results = await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
-            for stats in results:
-                for key in _COUNTED:
-                    setattr(self.stats, key, getattr(self.stats, key) + getattr(stats, key))
+            await local.run(probes, on_open, watch)
         finally:
-            self.stop()
-            self.stats.seconds = loop.time() - begin
+            self._finish()
         return self.stats
 
-    async def _collect(self, shard: int, proc: asyncio.subprocess.Process,
-                       on_open: Callable[[OpenPort], None]) -> ScanStats:
-        assert proc.stdout is not None
-        stats = ScanStats()
-        async for line in proc.stdout:
+    def run_blocking(self, targets: Sequence[Sequence[str]], ports: str,
+                     on_open: Callable[[OpenPort], None]) -> ScanStats:
+        local, probes, watch = self._start(targets, ports, on_open)
+        try:
+            local.run_blocking(probes, on_open, watch=watch)
+        finally:
+            self._finish()
+        return self.stats
+
+    # -- set-up and tear-down -------------------------------------------------------------------------------
+    def _start(self, targets: Sequence[Sequence[str]], ports: str, on_open: Callable[[OpenPort], None]
+               ) -> tuple[ConnectScanner, Iterator[tuple[str, int]], Watch]:
+        n = self.workers
+        share_rate, share_concurrency = self.rate / n, max(1, self.concurrency // n)
+        # Parse before starting anything: a bad spec fails here, not in n processes.
+        space = self._space = ProbeSpace(parse_targets(targets), parse_ports(ports))
+        self._size = max(_CHUNK_MIN, min(_CHUNK_MAX, space.total // (n * 16)))
+        spec = json.dumps({"targets": [list(t) for t in targets], "ports": ports, "rate": share_rate,
+                           "concurrency": share_concurrency, "timeout": self.timeout}).encode() + b"\n"
+        watch: Watch = {}
+        try:
+            for _ in range(1, n):
+                w = self._spawn()
+                _write(w.stdin, spec)
+                # Two chunks up front: a worker asks for the next one whenever it starts one.
+                self._feed(w)
+                self._feed(w)
+                watch[w.stdout] = self._reader(w, on_open)
+        except BaseException:
+            self._finish()
+            raise
+        self._local = ConnectScanner(share_rate, share_concurrency, self.timeout)
+        if self._stopped:
+            self._local.stop()
+        return self._local, self._own_share(), watch
+
+    def _spawn(self) -> _Worker:
+        child_in, our_in = os.pipe()
+        our_out, child_out = os.pipe()
+        try:
+            # posix_spawn: nothing of this (possibly threaded) process runs in the child before exec.
+            pid = os.posix_spawn(sys.executable, worker_argv(), os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1)])
+        except BaseException:
+            for fd in (child_in, our_in, our_out, child_out):
+                os.close(fd)
+            raise
+        os.close(child_in)
+        os.close(child_out)
+        os.set_blocking(our_out, False)
+        w = _Worker(pid, our_in, our_out)
+        self._workers.append(w)
+        return w
+
+    def _finish(self) -> None:
+        """Stop what still runs, reap every worker, merge the counts; a worker that failed is an error."""
+        if any(not w.eof for w in self._workers):  # the scan was interrupted: end the helpers too
+            self.stop()
+        for w in self._workers:
+            for fd in (w.stdin, w.stdout):
+                if fd != -1:
+                    os.close(fd)
+            w.stdin = w.stdout = -1
+            if w.code is None:
+                w.code = os.waitstatus_to_exitcode(os.waitpid(w.pid, 0)[1])
+        parts = [w.stats for w in self._workers] + ([self._local.stats] if self._local is not None else [])
+        for key in _COUNTED:
+            setattr(self.stats, key, sum(getattr(p, key) for p in parts))
+        self.stats.seconds = self._local.stats.seconds if self._local is not None else 0.0
+        failed = [w for w in self._workers if w.code != 0]
+        if failed and not self._stopped:
+            raise RuntimeError(f"scan worker {failed[0].pid} exited with {failed[0].code}")
+
+    # -- handing out chunks ---------------------------------------------------------------------------------
+    def _take(self) -> tuple[int, int] | None:
+        assert self._space is not None
+        if self._next >= self._space.total:
+            return None
+        chunk = (self._next, min(self._next + self._size, self._space.total))
+        self._next = chunk[1]
+        return chunk
+
+    def _own_share(self) -> Iterator[tuple[str, int]]:
+        assert self._space is not None
+        while (chunk := self._take()) is not None:
+            yield from self._space.between(*chunk)
+
+    def _feed(self, w: _Worker) -> None:
+        """Send a worker its next chunk, or the end (and close its stdin) when none is left."""
+        if w.stdin == -1:
+            return
+        chunk = self._take()
+        try:
+            _write(w.stdin, json.dumps({"chunk": chunk} if chunk else {"end": True}).encode() + b"\n")
+        except BrokenPipeError:  # it died: _finish reports its exit status
+            chunk = None
+        if chunk is None:
+            os.close(w.stdin)
+            w.stdin = -1
+
+    def _reader(self, w: _Worker, on_open: Callable[[OpenPort], None]) -> Callable[[int], bool]:
+        return lambda _fd: self._read(w, on_open)
+
+    def _read(self, w: _Worker, on_open: Callable[[OpenPort], None]) -> bool:
+        """Serve a worker's output; False at its end (the engine then stops watching the pipe)."""
+        try:
+            data = os.read(w.stdout, 1 << 16)
+        except BlockingIOError:
+            return True
+        if not data:
+            w.eof = True
+            return False
+        *lines, w.buffer = (w.buffer + data).split(b"\n")
+        for line in lines:
             msg = json.loads(line)
-            if "done" in msg:
-                self._done[shard] = int(msg["done"])
+            if "more" in msg:
+                self._feed(w)
             elif "open" in msg:
                 ip, port, rtt, at = msg["open"]
                 on_open(OpenPort(ip, port, rtt, at))
+            elif "done" in msg:
+                w.done = int(msg["done"])
             elif "stats" in msg:
                 for key in _COUNTED:
-                    setattr(stats, key, int(msg["stats"][key]))
-                self._done[shard] = stats.done
-        code = await proc.wait()
-        if code != 0 and not self._stopped:
-            raise RuntimeError(f"scan worker {shard} exited with {code}")
-        return stats
+                    setattr(w.stats, key, int(msg["stats"][key]))
+                w.done = w.stats.done
+        return True
+
+
+def _write(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]

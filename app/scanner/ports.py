@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterator, Sequence
 
@@ -67,16 +68,40 @@ def iter_addresses(ranges: Sequence[tuple[Address, Address]]) -> Iterator[str]:
             yield str(cls(value))
 
 
-def iter_probes(ranges: Sequence[tuple[Address, Address]], intervals: Sequence[tuple[int, int]],
-                shard: int = 0, shards: int = 1) -> Iterator[tuple[str, int]]:
-    """Every (address, port), addresses outer; with `shards` > 1 only the probes whose position in that
-    order is `shard` modulo `shards`, so N processes split one scan evenly without talking to each other."""
-    ports = list(iter_ports(intervals))
-    position = 0  # of the current address's first probe
-    for ip in iter_addresses(ranges):
-        for port in ports[(shard - position) % shards::shards] if shards > 1 else ports:
-            yield (ip, port)
-        position += len(ports)
+def iter_probes(ranges: Sequence[tuple[Address, Address]], intervals: Sequence[tuple[int, int]]
+                ) -> Iterator[tuple[str, int]]:
+    """Every (address, port), addresses outer."""
+    return ProbeSpace(ranges, intervals).between(0, None)
+
+
+class ProbeSpace:
+    """The probes of a scan numbered 0..total-1 (addresses outer, ports inner), so processes can split
+    it into index ranges without materialising it."""
+
+    def __init__(self, ranges: Sequence[tuple[Address, Address]], intervals: Sequence[tuple[int, int]]) -> None:
+        self.ranges = list(ranges)
+        self.ports = list(iter_ports(intervals))
+        self.firsts: list[int] = []  # index of each range's first address among all addresses
+        count = 0
+        for first, last in self.ranges:
+            self.firsts.append(count)
+            count += int(last) - int(first) + 1
+        self.total = count * len(self.ports)
+
+    def address(self, k: int) -> str:
+        """The k-th address of the ranges."""
+        i = bisect.bisect_right(self.firsts, k) - 1
+        first = self.ranges[i][0]
+        return str(type(first)(int(first) + k - self.firsts[i]))
+
+    def between(self, start: int, stop: int | None) -> Iterator[tuple[str, int]]:
+        """Probes start..stop-1 in order."""
+        ports, m = self.ports, len(self.ports)
+        stop = self.total if stop is None else min(stop, self.total)
+        for k in range(start // m, (stop - 1) // m + 1 if stop > start else start // m):
+            ip, base = self.address(k), k * m
+            for port in ports[max(start - base, 0):min(stop - base, m)]:
+                yield (ip, port)
 
 
 def outside_scope(ranges: Sequence[tuple[Address, Address]], scope: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_CONFIG = "/etc/mipo-scanner/agent.toml"
+DEFAULT_CONFIG = "/etc/mipo-scanner/agent.toml"  # repeated in __main__ (which must not import this module)
 
 
 @dataclass(frozen=True)
