@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 
-from app.scanner.engine import ConnectScanner, OpenPort
+import pytest
+
+from app.scanner.engine import ConnectScanner, OpenPort, TokenBucket
 
 HOST = "127.80.0.1"
 
@@ -41,3 +44,86 @@ def test_stop_aborts_a_scan_early() -> None:
         return (await task).attempts
 
     assert 0 < asyncio.run(go()) < 65535
+
+
+def test_open_ports_are_reset_and_a_silent_port_times_out_as_filtered() -> None:
+    """SO_LINGER 0: the listener's side of each connection reads ECONNRESET, not an orderly end. A port that
+    never answers (its accept queue is full, so the kernel drops the SYN) is filtered after the timeout,
+    and the few sockets the scan reuses keep working afterwards."""
+    listener = socket.create_server((HOST, 0))
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(0)
+    filler = socket.create_connection(silent.getsockname(), timeout=5)  # the queue is now full
+    closed = [socket.socket() for _ in range(60)]
+    for s in closed:
+        s.bind((HOST, 0))
+    port, silent_port = listener.getsockname()[1], silent.getsockname()[1]
+    probes = [(HOST, silent_port), (HOST, port)] + [(HOST, s.getsockname()[1]) for s in closed] + [(HOST, port)]
+    found: list[OpenPort] = []
+    try:
+        engine = ConnectScanner(rate=20000, concurrency=3, timeout=0.3)
+        stats = engine.run_blocking(probes, found.append)
+        accepted = [listener.accept()[0] for _ in range(2)]
+        for conn in accepted:
+            with pytest.raises(ConnectionResetError):
+                conn.recv(16)
+            conn.close()
+    finally:
+        for s in [listener, silent, filler, *closed]:
+            s.close()
+    assert [(f.ip, f.port) for f in found] == [(HOST, port), (HOST, port)]
+    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (len(probes), 2, 60, 1, 0)
+
+
+def test_ipv6_loopback_is_scanned_too() -> None:
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    closed = socket.socket(socket.AF_INET6)
+    closed.bind(("::1", 0))
+    port = listener.getsockname()[1]
+    try:
+        found: list[OpenPort] = []
+        stats = asyncio.run(ConnectScanner(1000, 10, 2.0).run([("::1", port), ("::1", closed.getsockname()[1])],
+                                                              found.append))
+    finally:
+        listener.close()
+        closed.close()
+    assert [(f.ip, f.port) for f in found] == [("::1", port)]
+    assert (stats.open, stats.closed) == (1, 1)
+
+
+def test_token_bucket_never_lends_more_than_rate_times_time_plus_burst() -> None:
+    """Any sequence of clock readings: spent <= rate*T + burst, and a greedy taker gets all of it but a token."""
+    rng = random.Random(4)
+    rate, burst = 1000.0, 20.0
+    now = 0.0
+    bucket = TokenBucket(rate, burst, now)
+    spent = 0
+    for _ in range(20000):
+        now += rng.choice((0.0, 0.0001, 0.0013, 0.02, 0.5))
+        take = bucket.available(now)
+        take = rng.choice((take, take // 2, 0))
+        bucket.spend(take)
+        spent += take
+        assert spent <= rate * now + max(burst, 1.0)
+    # After a pause it has saved up exactly the burst, no more.
+    assert bucket.available(now + 10.0) == int(burst)
+
+
+def test_configured_rate_holds_in_a_real_scan() -> None:
+    """300 probes at 500/s with a 10-probe burst cannot finish before (300 - 10 - 1) / 500 s: a lower bound,
+    so a slow machine cannot make this fail, only a limiter that lets probes through too fast."""
+    closed = [socket.socket() for _ in range(300)]
+    for s in closed:
+        s.bind((HOST, 0))
+    try:
+        engine = ConnectScanner(rate=500, concurrency=50, timeout=2.0)
+        stats = engine.run_blocking([(HOST, s.getsockname()[1]) for s in closed], lambda o: None)
+    finally:
+        for s in closed:
+            s.close()
+    assert stats.closed == 300
+    assert stats.seconds >= (300 - 10 - 1) / 500

@@ -1,12 +1,19 @@
-"""The multi-process scan: shards cover every probe exactly once and merge into one result."""
+"""The multi-process scan: chunks cover every probe exactly once and merge into one result."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import socket
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.scanner.engine import OpenPort
 from app.scanner.parallel import ParallelScanner
+from app.scanner.ports import ProbeSpace, iter_addresses, iter_ports, parse_ports, parse_targets
 
 HOST = "127.83.0.1"
 
@@ -26,6 +33,57 @@ def test_workers_together_find_exactly_the_listening_ports_once() -> None:
     finally:
         for s in listeners + closed:
             s.close()
-    assert sorted(f.port for f in found) == ports  # each open port reported once, by one shard
+    assert sorted(f.port for f in found) == ports  # each open port reported once, by one process
     assert stats.attempts == len(probed) == scanner.done
     assert stats.open == len(ports) and stats.closed == len(probed) - len(ports)
+
+
+def test_blocking_run_over_two_hosts_hands_out_every_probe_exactly_once() -> None:
+    """The command line's path: chunks on demand (this process scans too), worker pipes on the scan's epoll."""
+    hosts = [HOST, "127.83.0.2"]
+    listeners = [socket.create_server((h, 0)) for h in hosts for _ in range(3)]
+    closed = [socket.socket() for _ in range(200)]
+    for i, s in enumerate(closed):
+        s.bind((hosts[i % 2], 0))
+    ports = sorted({s.getsockname()[1] for s in listeners + closed})
+    expected = sorted((h, p) for h in hosts for p in ports
+                      if any(s.getsockname() == (h, p) for s in listeners))
+    found: list[OpenPort] = []
+    try:
+        scanner = ParallelScanner(rate=100000, concurrency=300, timeout=5.0, workers=3)
+        stats = scanner.run_blocking([hosts], ",".join(map(str, ports)), found.append)
+    finally:
+        for s in listeners + closed:
+            s.close()
+    assert sorted((f.ip, f.port) for f in found) == expected
+    assert stats.attempts == stats.done == scanner.done == 2 * len(ports)
+    assert stats.open == len(expected) and stats.errors == 0
+
+
+def test_stop_ends_the_workers_too() -> None:
+    scanner = ParallelScanner(rate=400, concurrency=40, timeout=1.0, workers=2)
+
+    async def go() -> int:
+        task = asyncio.create_task(scanner.run([[HOST, HOST]], "1-65535", lambda o: None))
+        await asyncio.sleep(0.5)
+        scanner.stop()
+        return (await task).attempts
+
+    assert 0 < asyncio.run(go()) < 65535
+    for worker in scanner._workers:  # reaped: no process of the scan is left behind
+        assert worker.code is not None
+        with pytest.raises(ChildProcessError):
+            os.waitpid(worker.pid, os.WNOHANG)
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=3),
+       st.sets(st.integers(1, 65535), min_size=1, max_size=20), st.integers(0, 2000), st.integers(0, 2000))
+def test_probe_space_slices_are_the_scan_order(spans: list[tuple[int, int]], ports: set[int], a: int,
+                                               b: int) -> None:
+    ranges = [[str(ipaddress.ip_address(0xC6120000 + start)), str(ipaddress.ip_address(0xC6120000 + start + n))]
+              for start, n in spans]
+    parsed, intervals = parse_targets(ranges), parse_ports(",".join(map(str, ports)))
+    order = [(ip, p) for ip in iter_addresses(parsed) for p in iter_ports(intervals)]
+    space = ProbeSpace(parsed, intervals)
+    assert space.total == len(order)
+    assert list(space.between(a, b)) == order[a:b]
