@@ -15,6 +15,11 @@ import httpx
 from appliance.lab.state import LabState
 
 EDGE = "198.18.0.10"
+# A stopped agent's claim long poll (up to scanner.claim_long_poll = 25 s) lives on in ingest and can still
+# claim the next job for that scanner, which then waits a whole lease (5 min) before it is requeued: seen in
+# the lab (Traefik logs 499 for the poll; reported to the lead). Until ingest drops a long poll whose client
+# went away, a freshly (re)started agent gets its first work only after this many seconds.
+STALE_CLAIM_SECONDS = 30
 
 
 @dataclass
@@ -72,6 +77,15 @@ def _install(app: Appliance, host: str, name: str) -> int:
     assert enrolled, done.stdout + done.stderr
     # A host enrolled by an earlier session keeps its identity (and history): the key goes to that scanner.
     return int(enrolled.group(2))
+
+
+def _wait_agent_settled(app: Appliance, host: str) -> None:
+    """Wait until the agent on `host` has run for STALE_CLAIM_SECONDS (see there)."""
+    out = app.lab.run(host, "ps -o etimes= -p \"$(systemctl show -p MainPID --value mipo-scanner)\"",
+                      check=False).stdout.strip()
+    age = int(out) if out.isdigit() else 0
+    if age < STALE_CLAIM_SECONDS:
+        time.sleep(STALE_CLAIM_SECONDS - age)
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:

@@ -25,7 +25,7 @@ from app.domain.users.passwords import hash_password_sync
 from appliance.lab.commands import deploy_hook
 from appliance.lab.control import acquire_lease, lab_down, lab_up, release_lease
 from appliance.lab.state import SSH_OPTIONS, LabError, LabState
-from tests.lab.appliance_support import EDGE, Appliance, _install
+from tests.lab.appliance_support import EDGE, Appliance, _install, _wait_agent_settled
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,4 +118,7 @@ def scanners(appliance: Appliance) -> dict[str, int]:
     """scanner-a and scanner-b added through the API and installed with the shown command: host → scanner id.
     Tests must not assume they are online (another test may have stopped one): wait for it."""
     hosts = ("scanner-a", "scanner-b")
-    return {host: _install(appliance, host, f"lab-{host}-{secrets.token_hex(2)}") for host in hosts}
+    ids = {host: _install(appliance, host, f"lab-{host}-{secrets.token_hex(2)}") for host in hosts}
+    for host in hosts:  # installing restarted the agent: no job for a stale claim of the old one
+        _wait_agent_settled(appliance, host)
+    return ids

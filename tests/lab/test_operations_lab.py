@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from appliance.lab.topology import TARGET_HTTP_UNIT
-from tests.lab.appliance_support import Appliance, _wait
+from tests.lab.appliance_support import Appliance, _wait, _wait_agent_settled
 
 pytestmark = pytest.mark.lab
 
@@ -72,8 +72,10 @@ def _get(app: Appliance, url: str, **params: Any) -> Any:
 
 
 def _wait_online(app: Appliance, scanners: dict[str, int]) -> None:
+    """Both scanners online, and an agent another test restarted past the stale-claim window."""
     for host, scanner_id in scanners.items():
         _wait(lambda sid=scanner_id: app.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online")
+        _wait_agent_settled(app, host)
 
 
 def _wait_finished(app: Appliance, run_id: int, scanners: dict[str, int]) -> dict[str, Any]:
