@@ -8,8 +8,10 @@ possible around it. Linux semantics it relies on:
   attempt that ended in an error leaves the socket unconnected, ready for the next `connect()`. So one
   socket serves probe after probe: no socket()/setsockopt()/close()/epoll ADD per closed port.
 * Over loopback, veth and bridges the answer is processed before `connect()` returns (the packet path runs
-  in the caller's softirq), so asking again right away settles most probes without touching epoll.
+  in the caller's softirq), so asking again right away (one cheap syscall) settles most probes without touching epoll.
   Probes still in flight (EALREADY) wait in one epoll set (EPOLLONESHOT, re-armed per probe).
+* An IPv4 socket keeps one explicitly bound source port for all its probes, so connect() does not
+  search for (and release) a free port each time.
 
 Open ports are closed with SO_LINGER 0 (set once per socket): an RST, no FIN handshake and no TIME-WAIT.
 """
@@ -17,6 +19,7 @@ Open ports are closed with SO_LINGER 0 (set once per socket): an RST, no FIN han
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import resource
 import select
@@ -105,6 +108,35 @@ class TokenBucket:
     def wait(self) -> float:
         """Seconds until the next whole token."""
         return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+def _pin_port(sock: _socket.socket) -> None:
+    """Give an IPv4 socket a source port of its own for all its probes.
+
+    An unbound socket makes connect() search for a free port and release it again on every probe (about
+    a tenth of the kernel's work per probe); a port bound explicitly stays through the disconnects between
+    probes. The kernel chooses it (bind to 0 on a scratch socket); losing a race for it only means
+    connect() picks ports itself, as it would anyway.
+    """
+    scratch = _socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        scratch.bind(("0.0.0.0", 0))  # noqa: S104 (a source port for probes; nothing listens on it)
+        port = scratch.getsockname()[1]
+    except OSError:
+        return
+    finally:
+        scratch.close()
+    with contextlib.suppress(OSError):
+        sock.bind(("0.0.0.0", port))  # noqa: S104 (same)
+
+
+def _connected_to_itself(sock: _socket.socket) -> bool:
+    """TCP "simultaneous open" of a socket with itself: a probe of the scanner's own address whose port is
+    the probing socket's source port connects without any listener. Only checked for open ports."""
+    try:
+        return bool(sock.getsockname() == sock.getpeername())
+    except OSError:
+        return False
 
 
 class ConnectScanner:
@@ -245,6 +277,8 @@ class _Scan:
         if _NEEDS_SETBLOCKING:
             sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+        if family == socket.AF_INET:
+            _pin_port(sock)
         return sock
 
     def launch(self, n: int) -> int:
@@ -319,6 +353,10 @@ class _Scan:
                 self._drop(sock)
             return
         if err == 0 or err == errno.EISCONN:
+            if _connected_to_itself(sock):
+                stats.closed += 1  # the probed port was this socket's own source port: nothing listens there
+                self._drop(sock)
+                return
             stats.open += 1
             self._drop(sock)  # SO_LINGER 0: the established connection is reset, not closed
             self.on_open(OpenPort(probe[0], probe[1], (time.monotonic() - t0) * 1000.0, time.time()))

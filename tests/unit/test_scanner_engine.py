@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from app.scanner.engine import ConnectScanner, OpenPort, TokenBucket
+from app.scanner.engine import ConnectScanner, OpenPort, TokenBucket, _connected_to_itself
 
 HOST = "127.80.0.1"
 
@@ -127,3 +127,23 @@ def test_configured_rate_holds_in_a_real_scan() -> None:
             s.close()
     assert stats.closed == 300
     assert stats.seconds >= (300 - 10 - 1) / 500
+
+
+def test_a_socket_connected_to_itself_is_told_apart() -> None:
+    """Probing the scanner's own address at a probing socket's own source port "connects" without any
+    listener (TCP simultaneous open): the engine must not call that port open."""
+    me = socket.socket()
+    me.bind(("127.0.0.1", 0))
+    me.settimeout(5)
+    try:
+        me.connect(me.getsockname())
+        assert _connected_to_itself(me)
+    finally:
+        me.close()
+    listener = socket.create_server((HOST, 0))
+    other = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        assert not _connected_to_itself(other)
+    finally:
+        other.close()
+        listener.close()
