@@ -8,7 +8,7 @@ are compared. Where they run (`--where`):
   "target" namespace holds 198.19.82.1 (listening on 22, 443, 8080, like the lab's `target`) and three
   more hosts of 198.19.82.0/24 (22, 80, 443); the rest of the /24 does not exist (ARP goes unanswered),
   as in the lab. Both tools run inside the "scanner" namespace. Nothing in this machine's own
-  namespace changes.
+  namespace changes. `--filtered N` makes the first host drop N ports silently (a firewall).
 * `loopback`: 127.82.0.1 and 127.82.1.0/24 with a few listeners this process opens (every port answers
   at once: a pure CPU race).
 * `--lab scanner-a`: both tools on that booted lab host (over the lab's SSH) against the lab's `target`
@@ -100,8 +100,9 @@ def run(argv: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def netns_lab() -> Iterator[str]:
-    """Two namespaces joined by a veth pair; yields the scanner namespace's name; removes everything after."""
+def netns_lab(filtered: int) -> Iterator[str]:
+    """Two namespaces joined by a veth pair; yields the scanner namespace's name; removes everything after.
+    `filtered` > 0: the first host drops (no answer at all) TCP to ports 10000 .. 10000+filtered-1."""
     tag = f"mipob{os.getpid() % 100000}"
     scanner, target = f"{tag}s", f"{tag}t"
     listener = None
@@ -116,6 +117,11 @@ def netns_lab() -> Iterator[str]:
         for ns, dev in ((scanner, f"{tag}s0"), (target, f"{tag}t0")):
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "link", "set", dev, "up"])
+        if filtered > 0:
+            first = next(iter(NETNS_HOSTS))
+            rules = ("table inet bench { chain input { type filter hook input priority 0; policy accept;"
+                     f" ip daddr {first} tcp dport 10000-{10000 + filtered - 1} drop; }} }}")
+            subprocess.run(["ip", "netns", "exec", target, "nft", "-f", "-"], input=rules, text=True, check=True)
         serve = ("import socket, sys, time\n"
                  f"held = [socket.create_server((h, p)) for h, ps in {NETNS_HOSTS!r}.items() for p in ps]\n"
                  "print('ready', flush=True)\n"
@@ -228,6 +234,8 @@ def main() -> int:
     parser.add_argument("--host", help="host for the full-range case (default: per --where / --lab)")
     parser.add_argument("--net", help="/24 for the top-100 case (default: per --where / --lab)")
     parser.add_argument("--case", choices=("both", "full", "net"), default="both")
+    parser.add_argument("--filtered", type=int, default=0, metavar="N",
+                        help="netns: the full-range host silently drops N ports (10000..) (the lab's has none)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per case; medians are compared")
     parser.add_argument("--budget", type=float, default=60.0, help="start no further round of a case after this")
     parser.add_argument("--rate", type=int, default=1000000, help="agent probes/s (nmap -T4 has no rate cap)")
@@ -258,7 +266,7 @@ def main() -> int:
             runner = Runner(load_lab_state().ssh_command(args.lab), True, python)
             agent = "/tmp/mipo-bench-agent.pyz"
         else:
-            prefix = ["ip", "netns", "exec", stack.enter_context(netns_lab())] if where == "netns" else []
+            prefix = ["ip", "netns", "exec", stack.enter_context(netns_lab(args.filtered))] if where == "netns" else []
             runner = Runner(prefix, False, python)
             agent = str(Path(tmp) / "agent.pyz")
             if where == "loopback":
@@ -269,7 +277,8 @@ def main() -> int:
         print(f"where: {where}; agent interpreter {python}{version}; {os.cpu_count()} CPUs here,"
               f" load {os.getloadavg()[0]:.2f} at start", flush=True)
         if args.case in ("both", "full"):
-            ok &= compare(runner, f"full TCP range of {host}", agent, str(host), str(host), str(host), "1-65535",
+            note = f" ({args.filtered} ports silently dropped)" if args.filtered and where == "netns" else ""
+            ok &= compare(runner, f"full TCP range of {host}{note}", agent, str(host), str(host), str(host), "1-65535",
                           args)
         if args.case in ("both", "net"):
             ok &= compare(runner, f"{net} x top-100 ports", agent, str(net[0]), str(net[-1]), str(net), top, args)
