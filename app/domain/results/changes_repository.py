@@ -3,12 +3,18 @@
 The run's observations are read once and full-joined with port_state (the last known state of
 each (scanner, address, port) ever seen open); only rows that differ land in temp tables (mipo_diff for known
 ports, mipo_new for ports first seen), so everything after the join works on the changes, not on the run.
-Unchanged open ports cost no write.
+Unchanged open ports cost no write. A scanner's first detection skips the comparison: nothing is known or was
+covered before, so its open set is written as the known state straight from the run.
+
+Join methods are chosen here, not by the planner: a run's freshly ingested chunk and a port_state that grew in the
+previous detection have no statistics yet, and the planner then hashes a whole table to update a few rows (or
+sorts a whole run to merge it). The shapes are known: one hash full join over the run, index probes for the rest.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg import AsyncConnection
@@ -35,6 +41,34 @@ WHERE NOT EXISTS (SELECT 1 FROM run_summaries r WHERE r.run_id = %(run)s AND r.s
 ORDER BY 1
 """
 
+# The run's open observations, read once per detection (materialised: the statement needs them twice), and the
+# hosts up per scanner counted from them on the way.
+RUN_OPEN = """
+run_open AS MATERIALIZED (
+    SELECT scanner_id, ip, port, proto, time, service, banner, tls_subject, tls_not_after, tls_sha256
+    FROM observations
+    WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open'
+), hosts AS (
+    INSERT INTO mipo_counts
+    SELECT scanner_id, count(*) FROM (SELECT scanner_id, ip FROM run_open GROUP BY scanner_id, ip) h
+    GROUP BY scanner_id
+)"""
+
+# A scanner's first detection: no earlier state or coverage (both are written only by detection, together with
+# run_summaries, which retention keeps), so every port it saw open is a baseline.
+FIRST_SCAN = "SELECT NOT EXISTS (SELECT 1 FROM run_summaries WHERE scanner_id = ANY(%(scanners)s))"
+
+# The first scan's open set becomes the known state in one insert, without a comparison or a temp table. A port
+# observed twice in the run raises a unique violation; the general path below then resolves the copies.
+FIRST_STATE = f"""
+WITH {RUN_OPEN}
+INSERT INTO port_state (scanner_id, ip, port, proto, open, service, banner, tls_subject, tls_not_after,
+                        tls_sha256, first_seen_run, first_seen_at, since_run, since_at)
+SELECT scanner_id, ip, port, proto, true, service, banner, tls_subject, tls_not_after, tls_sha256,
+       %(run)s, time, %(run)s, time
+FROM run_open
+"""
+
 # This run's complete coverage; stored in coverage_cells only after the comparison, so the look-ups for
 # "was it covered before" see earlier runs only.
 RUN_CELLS = """
@@ -59,30 +93,20 @@ CREATE TEMP TABLE mipo_new (
 ) ON COMMIT DROP
 """
 
-# Hosts up per scanner: one hash aggregate over the run's open observations.
-HOSTS = """
-INSERT INTO mipo_counts
-SELECT scanner_id, count(*) FROM (
-    SELECT scanner_id, ip FROM observations
-    WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open'
-    GROUP BY scanner_id, ip
-) h GROUP BY scanner_id
-"""
 
 # The run's open observations against the known states of the same scanners, in one hash full join;
 # only rows that differ (or are new, or vanished while open) are kept.
 # Rows of ports with a known state go to mipo_diff; ports first seen go to mipo_new. On a first scan
 # that is the whole run, and the steps that only concern known ports then do not scan it.
-DIFF = """
-WITH d AS MATERIALIZED (
+DIFF = f"""
+WITH {RUN_OPEN}, d AS MATERIALIZED (
     SELECT coalesce(c.scanner_id, s.scanner_id) AS scanner_id, coalesce(c.ip, s.ip) AS ip,
            coalesce(c.port, s.port) AS port, coalesce(c.proto, s.proto) AS proto,
            c.scanner_id IS NOT NULL AS seen, c.time, c.service, c.banner, c.tls_subject, c.tls_not_after,
            c.tls_sha256, s.scanner_id IS NOT NULL AS known, s.open AS was_open, s.service AS s_service,
            s.banner AS s_banner, s.tls_subject AS s_tls_subject, s.tls_not_after AS s_tls_not_after,
            s.tls_sha256 AS s_tls_sha256, s.since_run
-    FROM (SELECT * FROM observations
-          WHERE run_id = %(run)s AND scanner_id = ANY(%(scanners)s) AND state = 'open') c
+    FROM run_open c
     FULL JOIN (SELECT * FROM port_state WHERE scanner_id = ANY(%(scanners)s)) s
            ON c.ip = s.ip AND c.port = s.port AND c.proto = s.proto AND c.scanner_id = s.scanner_id
     WHERE s.scanner_id IS NULL
@@ -255,6 +279,29 @@ async def pending_scanners(conn: AsyncConnection, run_id: int) -> list[int]:
     return [int(r[0]) for r in await cur.fetchall()]
 
 
+async def _plan(conn: AsyncConnection, *, hash_join: bool, merge_join: bool, nested_loop: bool) -> None:
+    """Allow only the given join methods for the next statements of this transaction."""
+    for name, on in (("hashjoin", hash_join), ("mergejoin", merge_join), ("nestloop", nested_loop)):
+        await conn.execute(f"SET LOCAL enable_{name} = {'on' if on else 'off'}")
+
+
+async def _count(conn: AsyncConnection, sql: str, params: dict[str, object] | None = None) -> int:
+    row = await (await conn.execute(sql, params)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _first_scan(conn: AsyncConnection, params: dict[str, object]) -> bool:
+    """Write a first scan's open set as the known state; False (nothing written) when the general path must run."""
+    if not await _count(conn, FIRST_SCAN, params):
+        return False
+    try:
+        async with conn.transaction():  # a savepoint: a port seen twice in the run falls back to the general path
+            await conn.execute(FIRST_STATE, params)
+        return True
+    except psycopg.errors.UniqueViolation:
+        return False
+
+
 async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *, with_rows: bool = True,
                  timings: dict[str, float] | None = None) -> tuple[int, list[PortChangeRead]]:
     """Run the detection statements in the caller's transaction; returns how many changes were stored and,
@@ -270,7 +317,8 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *, wit
             timings[name] = timings.get(name, 0.0) + now - clock
         clock = now
 
-    # Its own transaction (a savepoint inside the caller's): the temp tables live ON COMMIT DROP.
+    # Its own transaction (a savepoint inside the caller's): the temp tables live ON COMMIT DROP, and the SET LOCALs
+    # below are undone when the caller's transaction ends.
     async with conn.transaction():
         # Hashing and sorting a run's open set (up to millions of rows) in memory, for this transaction only;
         # JIT compilation costs more than it saves on these one-off statements.
@@ -280,40 +328,52 @@ async def detect(conn: AsyncConnection, run_id: int, scanners: list[int], *, wit
         await conn.execute(RUN_CELLS, params)
         await conn.execute(TEMP_TABLES)
         lap("setup")
-        await conn.execute(HOSTS, params)
-        lap("hosts")
-        await conn.execute(DIFF, params)
-        # Known ports that differ: usually a few rows, sometimes many; the planner must know which.
-        await conn.execute("ANALYZE mipo_diff")
-        lap("diff")
-        await conn.execute(DEDUPE_KNOWN)
-        row = await (await conn.execute("SELECT count(*) FROM mipo_diff WHERE seen AND known")).fetchone()
-        seen_known = int(row[0]) if row else 0
-        if seen_known:
-            probes = seen_known <= PROBE_LIMIT
-            await conn.execute(DEDUPE_SUPERSEDED_PROBES if probes else DEDUPE_SUPERSEDED, params)
-        lap("dedupe")
-        row = await (await conn.execute(EARLIER_COVERAGE)).fetchone()
-        params["earlier"] = bool(row and row[0])
         stored: list[PortChangeRead] = []
-        if with_rows:
-            async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
-                await cur.execute(STORE_CHANGES, params)
-                stored = await cur.fetchall()
-                count = len(stored)
+        count = 0
+        if await _first_scan(conn, params):
+            lap("state")
         else:
-            count = (await conn.execute(STORE_CHANGES.split("RETURNING")[0], params)).rowcount
-        lap("changes")
-        await conn.execute(STATE_UPDATE_SEEN, params)
-        await conn.execute(STATE_CLOSE, params)
-        try:
-            async with conn.transaction():  # a savepoint: the plain insert is the fast path
-                await conn.execute(STATE_INSERT_NEW, params)
-        except psycopg.errors.UniqueViolation:
-            await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
-        lap("state")
+            count, stored = await _compare(conn, params, with_rows, lap)
+        await _plan(conn, hash_join=True, merge_join=True, nested_loop=True)
         await conn.execute(STORE_COVERAGE, params)
         await conn.execute(SUMMARIES, params)
         await conn.execute("DROP TABLE mipo_cells, mipo_counts, mipo_diff, mipo_new")
     lap("summary")
+    return count, stored
+
+
+async def _compare(conn: AsyncConnection, params: dict[str, object], with_rows: bool,
+                   lap: Callable[[str], None]) -> tuple[int, list[PortChangeRead]]:
+    """The run against the known states: the diff, its changes, and the known states brought up to date."""
+    # One pass over the run and the known states: a hash full join, whatever the (missing) statistics say.
+    await _plan(conn, hash_join=True, merge_join=False, nested_loop=False)
+    await conn.execute(DIFF, params)
+    await conn.execute("ANALYZE mipo_diff")
+    lap("diff")
+    await conn.execute(DEDUPE_KNOWN)
+    seen_known = await _count(conn, "SELECT count(*) FROM mipo_diff WHERE seen AND known")
+    few = seen_known <= PROBE_LIMIT and await _count(conn, "SELECT count(*) FROM mipo_diff") <= PROBE_LIMIT
+    # Few differing rows (the usual case): index probes into observations and port_state, never a scan of either.
+    await _plan(conn, hash_join=not few, merge_join=not few, nested_loop=True)
+    if seen_known:
+        await conn.execute(DEDUPE_SUPERSEDED_PROBES if few else DEDUPE_SUPERSEDED, params)
+    lap("dedupe")
+    params["earlier"] = bool(await _count(conn, EARLIER_COVERAGE))
+    stored: list[PortChangeRead] = []
+    if with_rows:
+        async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
+            await cur.execute(STORE_CHANGES, params)
+            stored = await cur.fetchall()
+            count = len(stored)
+    else:
+        count = (await conn.execute(STORE_CHANGES.split("RETURNING")[0], params)).rowcount
+    lap("changes")
+    await conn.execute(STATE_UPDATE_SEEN, params)
+    await conn.execute(STATE_CLOSE, params)
+    try:
+        async with conn.transaction():  # a savepoint: the plain insert is the fast path
+            await conn.execute(STATE_INSERT_NEW, params)
+    except psycopg.errors.UniqueViolation:
+        await conn.execute(STATE_INSERT_NEW_LATEST, params)  # a new port observed twice in the run
+    lap("state")
     return count, stored

@@ -11,7 +11,7 @@ from app.domain.audit.service import record
 from app.domain.events.service import emit
 from app.domain.planning import repository as planning_repo
 from app.domain.planning.service import PlannedRun, create_run
-from app.domain.results.changes import detect_and_report
+from app.domain.results.change_queue import detect_owed, owe
 from app.domain.runs import repository as repo
 from app.domain.runs.schemas import JobRead, RunRead, RunRequestCreate, RunRequestRead
 from app.errors import NotFound
@@ -60,7 +60,10 @@ async def answer_run_requests(config: AsyncConnection, jobs: AsyncConnection, se
 
 
 async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results: AsyncConnection | None) -> list[int]:
-    """Close runs whose jobs are all terminal, then compute their port changes (and emit change events)."""
+    """Close runs whose jobs are all terminal, then compute their port changes (and emit change events).
+
+    Detection is owed from the transaction that finishes a run and done by `detect_owed`, this pass or a later
+    one: a failure, a restart or an unreachable results database delays it, never loses it."""
     async with config.transaction(), jobs.transaction():
         finished = await repo.finish_runs(jobs)
         for run in finished:
@@ -69,17 +72,7 @@ async def finalise_runs(config: AsyncConnection, jobs: AsyncConnection, results:
                        f" {run['ok']} of {run['total']} jobs completed",
                        severity="info" if run["status"] == "completed" else "warning", run_id=run["id"],
                        details={"status": run["status"], "jobs": run["total"], "completed": run["ok"]})
-    if results is None:
-        return [run["id"] for run in finished]
-    for run in finished:
-        if run["ok"] == 0:
-            continue
-        try:
-            # Results commit before the events: detection is recorded per run, so a retry never doubles them.
-            async with config.transaction(), results.transaction():
-                await detect_and_report(results, config, run["id"])
-        except Exception as exc:  # one run's detection failing must not stop the dispatcher
-            log.exception("change detection for run %s failed", run["id"])
-            await emit(config, "change_detection_failed", f"run {run['id']}: change detection failed: {exc}",
-                       severity="warning", run_id=run["id"])
+        await owe(jobs, [run["id"] for run in finished if run["ok"] > 0])
+    if results is not None:
+        await detect_owed(config, jobs, results)
     return [run["id"] for run in finished]

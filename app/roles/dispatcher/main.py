@@ -48,15 +48,22 @@ async def lead(settings: Settings, stop: asyncio.Event, lock: AsyncConnection) -
     config = await _open(settings, "config")
     jobs = await _open(settings, "jobs")
     results: AsyncConnection | None = None
-    try:
-        results = await _open(settings, "results")
-    except psycopg.Error as exc:
-        log.warning("results database unavailable, change detection waits: %s", exc)
+    results_missing = False
     try:
         while not stop.is_set():
             if not await leader.still_leading(lock, timeout=max(5.0, d.tick_seconds)):
                 log.error("lost the dispatcher lock; stepping down")
                 return
+            if results is None or results.closed:
+                # Finished runs owe their change detection in the jobs DB until this connection is back.
+                try:
+                    results = await _open(settings, "results")
+                except psycopg.Error as exc:
+                    if results is not None or not results_missing:  # once per outage, not every pass
+                        log.warning("results database unavailable, change detection waits: %s", exc)
+                    results, results_missing = None, True
+                else:
+                    results_missing = False
             try:
                 await tick(config, jobs, results, settings)
             except psycopg.OperationalError as exc:
