@@ -23,17 +23,15 @@ import contextlib
 import errno
 import resource
 import select
-import socket
 import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 # l_onoff=1, l_linger=0: close() sends RST instead of FIN, so no TIME-WAIT entry throttles the scan.
 _LINGER_ABORT = struct.pack("ii", 1, 0)
-_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
-_NEEDS_SETBLOCKING = not getattr(socket, "SOCK_NONBLOCK", 0)
+_STREAM_NONBLOCK = _socket.SOCK_STREAM | getattr(_socket, "SOCK_NONBLOCK", 0)
+_NEEDS_SETBLOCKING = not getattr(_socket, "SOCK_NONBLOCK", 0)
 _EPOLL_MASK = getattr(select, "EPOLLOUT", 4) | getattr(select, "EPOLLONESHOT", 1 << 30)
 _RETRY_LATER = frozenset({errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EMFILE, errno.ENFILE})
 # No answer, or the network says the host cannot be reached: nmap's "filtered".
@@ -52,23 +50,33 @@ Watch = dict[int, Callable[[int], bool]]
 _Entry = tuple[_socket.socket, Probe, float]
 
 
-@dataclass(slots=True)
 class OpenPort:
-    ip: str
-    port: int
-    rtt_ms: float
-    at: float
+    """An open port as found: address, port, connect round trip, wall-clock time."""
+
+    __slots__ = ("at", "ip", "port", "rtt_ms")
+
+    def __init__(self, ip: str, port: int, rtt_ms: float, at: float) -> None:
+        self.ip, self.port, self.rtt_ms, self.at = ip, port, rtt_ms, at
+
+    def __repr__(self) -> str:
+        return f"OpenPort({self.ip!r}, {self.port}, {self.rtt_ms:.3f}, {self.at:.3f})"
 
 
-@dataclass(slots=True)
 class ScanStats:
-    attempts: int = 0
-    open: int = 0
-    closed: int = 0
-    filtered: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    extra: dict[str, int] = field(default_factory=dict)
+    """Counts of one scan. (Plain classes here, not dataclasses: a worker process must not pay for importing
+    dataclasses/inspect at start-up.)"""
+
+    __slots__ = ("attempts", "closed", "errors", "extra", "filtered", "open", "seconds")
+
+    def __init__(self, attempts: int = 0, open: int = 0, closed: int = 0, filtered: int = 0,
+                 errors: int = 0, seconds: float = 0.0) -> None:
+        self.attempts, self.open, self.closed, self.filtered, self.errors = attempts, open, closed, filtered, errors
+        self.seconds = seconds
+        self.extra: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return (f"ScanStats(attempts={self.attempts}, open={self.open}, closed={self.closed},"
+                f" filtered={self.filtered}, errors={self.errors}, seconds={self.seconds:.3f})")
 
     @property
     def done(self) -> int:
@@ -118,7 +126,7 @@ def _pin_port(sock: _socket.socket) -> None:
     probes. The kernel chooses it (bind to 0 on a scratch socket); losing a race for it only means
     connect() picks ports itself, as it would anyway.
     """
-    scratch = _socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    scratch = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
         scratch.bind(("0.0.0.0", 0))  # noqa: S104 (a source port for probes; nothing listens on it)
         port = scratch.getsockname()[1]
@@ -276,8 +284,8 @@ class _Scan:
             raise
         if _NEEDS_SETBLOCKING:
             sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
-        if family == socket.AF_INET:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _LINGER_ABORT)
+        if family == _socket.AF_INET:
             _pin_port(sock)
         return sock
 
@@ -300,7 +308,7 @@ class _Scan:
                     self.backlog = None
                 v6 = ":" in probe[0]
                 pool = free6 if v6 else free
-                sock = pool.pop() if pool else self._new_socket(socket.AF_INET6 if v6 else socket.AF_INET)
+                sock = pool.pop() if pool else self._new_socket(_socket.AF_INET6 if v6 else _socket.AF_INET)
                 if sock is None:
                     self.backlog = probe
                     break
@@ -369,7 +377,7 @@ class _Scan:
         sock.close()
 
     def _pool(self, sock: _socket.socket) -> list[_socket.socket] | None:
-        return self.free if sock.family == socket.AF_INET else None
+        return self.free if sock.family == _socket.AF_INET else None
 
     def drain(self, timeout: float) -> None:
         """Settle the probes epoll reports (waiting up to `timeout` seconds for the first)."""

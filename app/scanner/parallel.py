@@ -5,7 +5,7 @@ tops out near 100k probes/s. Only a rate above what one process sustains is wort
 The probes are numbered (`ProbeSpace`) and handed out in chunks on demand, this process included, so a
 process that starts late (a worker needs ~40 ms to boot) or gets less CPU simply takes fewer chunks.
 Each process runs at rate/N and concurrency/N. Workers (`worker.py`, started lean with posix_spawn: no
-site, no asyncio) read chunks on stdin and write requests for more, open ports and progress as JSON lines
+site, no asyncio) read chunks on stdin and write requests for more, open ports and progress as text lines
 on stdout; their pipes are served by this process's own scan loop (the engine's epoll set), so the same
 code runs inside the agent's asyncio loop and in a plain `scan` command.
 """
@@ -13,7 +13,6 @@ code runs inside the agent's asyncio loop and in a plain `scan` command.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -123,10 +122,13 @@ class ParallelScanner:
         n = self.workers
         share_rate, share_concurrency = self.rate / n, max(1, self.concurrency // n)
         # Parse before starting anything: a bad spec fails here, not in n processes.
-        space = self._space = ProbeSpace(parse_targets(targets), parse_ports(ports))
+        ranges, intervals = parse_targets(targets), parse_ports(ports)
+        space = self._space = ProbeSpace(ranges, intervals)
         self._size = max(_CHUNK_MIN, min(_CHUNK_MAX, space.total // (n * 16)))
-        spec = json.dumps({"targets": [list(t) for t in targets], "ports": ports, "rate": share_rate,
-                           "concurrency": share_concurrency, "timeout": self.timeout}).encode() + b"\n"
+        # Re-serialised from the parsed forms: canonical, and nothing in them can break a line.
+        spec = (f"{share_rate!r} {share_concurrency} {self.timeout!r}\n"
+                f"{','.join(f'{lo}-{hi}' for lo, hi in intervals)}\n"
+                f"{' '.join(f'{first}-{last}' for first, last in ranges)}\n").encode()
         watch: Watch = {}
         try:
             for _ in range(1, n):
@@ -201,7 +203,7 @@ class ParallelScanner:
             return
         chunk = self._take()
         try:
-            _write(w.stdin, json.dumps({"chunk": chunk} if chunk else {"end": True}).encode() + b"\n")
+            _write(w.stdin, f"C {chunk[0]} {chunk[1]}\n".encode() if chunk else b"E\n")
         except BrokenPipeError:  # it died: _finish reports its exit status
             chunk = None
         if chunk is None:
@@ -222,17 +224,16 @@ class ParallelScanner:
             return False
         *lines, w.buffer = (w.buffer + data).split(b"\n")
         for line in lines:
-            msg = json.loads(line)
-            if "more" in msg:
+            kind, *rest = line.decode().split()
+            if kind == "M":
                 self._feed(w)
-            elif "open" in msg:
-                ip, port, rtt, at = msg["open"]
-                on_open(OpenPort(ip, port, rtt, at))
-            elif "done" in msg:
-                w.done = int(msg["done"])
-            elif "stats" in msg:
-                for key in _COUNTED:
-                    setattr(w.stats, key, int(msg["stats"][key]))
+            elif kind == "O":
+                on_open(OpenPort(rest[0], int(rest[1]), float(rest[2]), float(rest[3])))
+            elif kind == "D":
+                w.done = int(rest[0])
+            elif kind == "S":
+                for key, value in zip(_COUNTED, rest, strict=True):
+                    setattr(w.stats, key, int(value))
                 w.done = w.stats.done
         return True
 
