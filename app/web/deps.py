@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from litestar.di import NamedDependency, Provide
 from psycopg import AsyncConnection
 
-from app.config import DatabaseName
+from app.config import DatabaseName, Settings
 from app.db.connect import DATABASE_NAMES, Pools
 
 
@@ -21,7 +21,14 @@ def _transaction(which: DatabaseName) -> Callable[[Pools], AsyncIterator[AsyncCo
     return provide
 
 
-# Handlers declare `config_conn: AsyncConnection` (or jobs_conn, results_conn) and get a transaction.
+# Handlers declare `config_conn: ConfigConn` (or `jobs_conn: JobsConn`, `results_conn: ResultsConn`) and get a
+# transaction. Litestar injects by parameter name; the marker says so explicitly (inferred injection ends in 3.0).
+ConfigConn = NamedDependency[AsyncConnection]
+JobsConn = NamedDependency[AsyncConnection]
+ResultsConn = NamedDependency[AsyncConnection]
+# The role's settings, provided app-wide by build_role_app: `settings: AppSettings`.
+AppSettings = NamedDependency[Settings]
+
 TRANSACTION_DEPENDENCIES = {
     f"{name}_conn": Provide(_transaction(name))
     for name in DATABASE_NAMES
