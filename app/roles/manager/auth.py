@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from app.config import Settings
@@ -131,9 +131,12 @@ def provide_session_user(request: Request) -> SessionUser:
 
 
 def provide_actor(request: Request) -> str:
-    """The `actor: str` dependency: the logged-in username, for the audit log."""
+    """The `actor: Actor` dependency: the logged-in username, for the audit log."""
     return provide_session_user(request).username
 
+
+# Handlers declare `actor: Actor` to get the logged-in username (for the audit log).
+Actor = NamedDependency[str]
 
 # Every guarded router provides these: `actor` (for the audit log) and `session_user`.
 AUTH_DEPENDENCIES = {

@@ -2,7 +2,7 @@
 
 The manager mounts API_ROUTES under `/api` behind authentication and role guards
 (GET: viewer; unsafe methods: operator; handlers with `opt={"min_role": "admin"}`: admin).
-Handlers get the acting user's name as the `actor: str` dependency for the audit log.
+Handlers get the acting user's name as the `actor: Actor` dependency for the audit log.
 """
 
 from __future__ import annotations

@@ -6,16 +6,16 @@ from typing import Annotated
 
 from litestar import get
 from litestar.params import Parameter
-from psycopg import AsyncConnection
 
 from app.domain.audit.service import AuditRecord, AuditVerification, list_records, verify
+from app.web.deps import ConfigConn
 
 ADMIN = {"min_role": "admin"}
 SearchText = Annotated[str | None, Parameter(pattern=r"^[^\x00]*$", max_length=128)]
 
 
 @get("/audit", opt=ADMIN)
-async def list_audit(config_conn: AsyncConnection, by: SearchText = None,
+async def list_audit(config_conn: ConfigConn, by: SearchText = None,
                      object_type: SearchText = None,
                      limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
                      before_id: Annotated[int | None, Parameter(ge=1, le=2**62)] = None) -> list[AuditRecord]:
@@ -23,7 +23,7 @@ async def list_audit(config_conn: AsyncConnection, by: SearchText = None,
 
 
 @get("/audit/verify", opt=ADMIN)
-async def verify_audit(config_conn: AsyncConnection) -> AuditVerification:
+async def verify_audit(config_conn: ConfigConn) -> AuditVerification:
     return await verify(config_conn)
 
 

@@ -8,14 +8,14 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from psycopg import AsyncConnection
+from litestar.params import JSONBody
 
-from app.config import Settings
 from app.domain.sessions import service as sessions
 from app.domain.sessions.service import SessionUser
 from app.domain.users import service as users
 from app.domain.users.schemas import PasswordChange, Role
 from app.roles.manager.auth import client_address, cookie_name, expired_cookie, session_cookie
+from app.web.deps import AppSettings, ConfigConn
 from app.web.problems import problem
 
 
@@ -55,8 +55,8 @@ def _me(user: SessionUser) -> Me:
 
 
 @post("/auth/login", opt={"public": True}, responses=_PROBLEM_SPEC, status_code=200)
-async def login(data: LoginRequest, request: Request, config_conn: AsyncConnection,
-                settings: NamedDependency[Settings]) -> Response[Me] | Response[dict]:
+async def login(data: JSONBody[LoginRequest], request: Request, config_conn: ConfigConn,
+                settings: AppSettings) -> Response[Me] | Response[dict]:
     # Refusals are returned, not raised: the transaction must commit so the failed attempt counts.
     result = await sessions.login(config_conn, settings.session, data.username, data.password,
                                   client_address(request, settings), request.headers.get("user-agent"),
@@ -73,14 +73,14 @@ async def me(session_user: NamedDependency[SessionUser]) -> Me:
 
 
 @post("/auth/password", opt={"allow_password_change": True, "min_role": "viewer"}, status_code=204)
-async def change_password(data: PasswordChange, config_conn: AsyncConnection,
+async def change_password(data: JSONBody[PasswordChange], config_conn: ConfigConn,
                           session_user: NamedDependency[SessionUser]) -> None:
     await users.change_own_password(config_conn, session_user.user_id, data, keep_session_hash=session_user.id_hash)
 
 
 @post("/auth/logout", opt={"allow_password_change": True, "min_role": "viewer"}, status_code=204)
-async def logout(config_conn: AsyncConnection, session_user: NamedDependency[SessionUser],
-                 settings: NamedDependency[Settings]) -> Response[None]:
+async def logout(config_conn: ConfigConn, session_user: NamedDependency[SessionUser],
+                 settings: AppSettings) -> Response[None]:
     await sessions.logout(config_conn, session_user.id_hash)
     return Response(None, status_code=204, cookies=[expired_cookie(settings)])
 

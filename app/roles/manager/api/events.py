@@ -5,25 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get, post
-from litestar.params import Parameter
-from psycopg import AsyncConnection
+from litestar.params import FromQuery, Parameter, QueryParameter
 
 from app.domain.audit.service import record
 from app.domain.events.service import Event, list_events
 from app.errors import NotFound
+from app.roles.manager.auth import Actor
+from app.web.deps import ConfigConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
+# `class` is a Python keyword: the query parameter keeps that name, the argument is `event_class`.
+EventClass = Annotated[str | None, QueryParameter(name="class", pattern=r"^[a-z_]{1,64}$")]
 
 
 @get("/events")
-async def get_events(config_conn: AsyncConnection, event_class: Annotated[str | None, Parameter(
-        query="class", pattern=r"^[a-z_]{1,64}$")] = None, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        before_id: Id | None = None) -> list[Event]:
+async def get_events(config_conn: ConfigConn, event_class: EventClass = None,
+                     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+                     before_id: FromQuery[Id | None] = None) -> list[Event]:
     return await list_events(config_conn, event_class=event_class, limit=limit, before_id=before_id)
 
 
 @post("/events/{event_id:int}/acknowledge", status_code=200)
-async def acknowledge_event(event_id: Id, config_conn: AsyncConnection, actor: str) -> dict[str, int]:
+async def acknowledge_event(event_id: Id, config_conn: ConfigConn, actor: Actor) -> dict[str, int]:
     cur = await config_conn.execute(
         "UPDATE events SET acknowledged_at = coalesce(acknowledged_at, now()) WHERE id = %s RETURNING id",
         (event_id,))

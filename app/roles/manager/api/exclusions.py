@@ -5,39 +5,40 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import delete, get, patch, post
-from litestar.params import Parameter
-from psycopg import AsyncConnection
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from app.domain.config_objects import exclusions as service
 from app.domain.config_objects.schemas import ExclusionCreate, ExclusionRead, ExclusionUpdate
+from app.roles.manager.auth import Actor
+from app.web.deps import ConfigConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 
 
 @get("/exclusions")
-async def list_exclusions(config_conn: AsyncConnection, template_id: Id | None = None,
-                          global_only: bool = False) -> list[ExclusionRead]:
+async def list_exclusions(config_conn: ConfigConn, template_id: FromQuery[Id | None] = None,
+                          global_only: FromQuery[bool] = False) -> list[ExclusionRead]:
     return await service.list_exclusions(config_conn, template_id=template_id, global_only=global_only)
 
 
 @post("/exclusions")
-async def create_exclusion(data: ExclusionCreate, config_conn: AsyncConnection, actor: str) -> ExclusionRead:
+async def create_exclusion(data: JSONBody[ExclusionCreate], config_conn: ConfigConn, actor: Actor) -> ExclusionRead:
     return await service.create_exclusion(config_conn, actor, data)
 
 
 @get("/exclusions/{exclusion_id:int}")
-async def get_exclusion(exclusion_id: Id, config_conn: AsyncConnection) -> ExclusionRead:
+async def get_exclusion(exclusion_id: Id, config_conn: ConfigConn) -> ExclusionRead:
     return await service.get_exclusion(config_conn, exclusion_id)
 
 
 @patch("/exclusions/{exclusion_id:int}")
-async def update_exclusion(exclusion_id: Id, data: ExclusionUpdate, config_conn: AsyncConnection,
-                           actor: str) -> ExclusionRead:
+async def update_exclusion(exclusion_id: Id, data: JSONBody[ExclusionUpdate], config_conn: ConfigConn,
+                           actor: Actor) -> ExclusionRead:
     return await service.update_exclusion(config_conn, actor, exclusion_id, data)
 
 
 @delete("/exclusions/{exclusion_id:int}")
-async def delete_exclusion(exclusion_id: Id, config_conn: AsyncConnection, actor: str) -> None:
+async def delete_exclusion(exclusion_id: Id, config_conn: ConfigConn, actor: Actor) -> None:
     await service.delete_exclusion(config_conn, actor, exclusion_id)
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from litestar import get
 from litestar.di import NamedDependency
-from psycopg import AsyncConnection
 
-from app.config import Settings
 from app.db.connect import Pools
 from app.domain.health.service import HealthReport, report
+from app.web.deps import AppSettings, ConfigConn
 
 
 @get("/health/services")
-async def services_health(settings: NamedDependency[Settings], pools: NamedDependency[Pools],
-                          config_conn: AsyncConnection) -> HealthReport:
+async def services_health(settings: AppSettings, pools: NamedDependency[Pools],
+                          config_conn: ConfigConn) -> HealthReport:
     return await report(settings, pools, config_conn)
 
 

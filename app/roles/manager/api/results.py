@@ -8,11 +8,10 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 from litestar.response import Stream
 from psycopg import AsyncConnection
 
-from app.config import Settings
 from app.db.connect import Pools
 from app.domain.results import exports, service
 from app.domain.results.schemas import (
@@ -24,11 +23,14 @@ from app.domain.results.schemas import (
     RunSummaryRead,
     VantageDifference,
 )
+from app.web.deps import AppSettings, JobsConn, ResultsConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 OptId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 OptPort = Annotated[int | None, Parameter(ge=0, le=65535)]
 Limit = Annotated[int, Parameter(ge=1, le=10_000)]
+OptText = FromQuery[str | None]
+OptTime = FromQuery[datetime | None]
 MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
@@ -60,17 +62,17 @@ async def _change_filter(jobs_conn: AsyncConnection, run_id: int | None, templat
 
 
 @get("/results/runs")
-async def list_run_summaries(results_conn: AsyncConnection, run_id: OptId = None, before_run: OptId = None,
+async def list_run_summaries(results_conn: ResultsConn, run_id: OptId = None, before_run: OptId = None,
                              limit: Limit = 100) -> list[RunSummaryRead]:
     """Per run and scanner: open ports, hosts up and changes, newest run first."""
     return await service.list_summaries(results_conn, run_id, before_run, limit)
 
 
 @get("/results")
-async def list_results(results_conn: AsyncConnection, run_id: OptId = None, scanner_id: OptId = None,
-                       subnet: str | None = None, port: OptPort = None, since: datetime | None = None,
-                       until: datetime | None = None, after_ip: str | None = None, after_port: OptPort = None,
-                       after_time: datetime | None = None, limit: Limit = 1000) -> ObservationPage:
+async def list_results(results_conn: ResultsConn, run_id: OptId = None, scanner_id: OptId = None,
+                       subnet: OptText = None, port: OptPort = None, since: OptTime = None,
+                       until: OptTime = None, after_ip: OptText = None, after_port: OptPort = None,
+                       after_time: OptTime = None, limit: Limit = 1000) -> ObservationPage:
     """Observations (what was found open), by address, port and time; keyset-paged."""
     after = (after_ip, after_port or 0, after_time or datetime.min.replace(tzinfo=UTC)) if after_ip else None
     params = service.observation_params(run_id, scanner_id, subnet, port, since, until, after)
@@ -81,10 +83,10 @@ async def list_results(results_conn: AsyncConnection, run_id: OptId = None, scan
 
 
 @get("/changes")
-async def list_changes(results_conn: AsyncConnection, jobs_conn: AsyncConnection, run_id: OptId = None,
-                       template_id: OptId = None, scanner_id: OptId = None, subnet: str | None = None,
-                       port: OptPort = None, change: str | None = None, since: datetime | None = None,
-                       until: datetime | None = None, before_id: OptId = None, limit: Limit = 500) -> ChangePage:
+async def list_changes(results_conn: ResultsConn, jobs_conn: JobsConn, run_id: OptId = None,
+                       template_id: OptId = None, scanner_id: OptId = None, subnet: OptText = None,
+                       port: OptPort = None, change: OptText = None, since: OptTime = None,
+                       until: OptTime = None, before_id: OptId = None, limit: Limit = 500) -> ChangePage:
     """Port state changes, newest first, filtered by run, template, scanner, subnet, port, kind and time."""
     f = await _change_filter(jobs_conn, run_id, template_id, scanner_id, subnet, port, change, since, until)
     items = await service.list_changes(results_conn, f, limit, before_id)
@@ -92,8 +94,8 @@ async def list_changes(results_conn: AsyncConnection, jobs_conn: AsyncConnection
 
 
 @get("/results/runs/{run_id:int}/cross-vantage")
-async def cross_vantage(results_conn: AsyncConnection, run_id: Id, include_uncovered: bool = False,
-                        after_ip: str | None = None, after_port: OptPort = None,
+async def cross_vantage(results_conn: ResultsConn, run_id: Id, include_uncovered: FromQuery[bool] = False,
+                        after_ip: OptText = None, after_port: OptPort = None,
                         limit: Limit = 1000) -> list[VantageDifference]:
     """Where the scanners of a mirror run disagree: open from some, covered-but-not-open from others."""
     return await service.cross_vantage(results_conn, run_id, include_uncovered=include_uncovered,
@@ -101,9 +103,9 @@ async def cross_vantage(results_conn: AsyncConnection, run_id: Id, include_uncov
 
 
 @get("/results/point-in-time")
-async def point_in_time(results_conn: AsyncConnection, settings: NamedDependency[Settings], at: datetime,
-                        scanner_id: OptId = None, subnet: str | None = None, port: OptPort = None,
-                        after_ip: str | None = None, after_port: OptPort = None, after_scanner: OptId = None,
+async def point_in_time(results_conn: ResultsConn, settings: AppSettings, at: FromQuery[datetime],
+                        scanner_id: OptId = None, subnet: OptText = None, port: OptPort = None,
+                        after_ip: OptText = None, after_port: OptPort = None, after_scanner: OptId = None,
                         limit: Limit = 1000) -> list[OpenPortRead]:
     """What was open at `at` from one scanner (or each): the latest covered state at or before it."""
     return await service.point_in_time(results_conn, at, scanner_id=scanner_id, subnet=subnet, port=port,
@@ -112,7 +114,7 @@ async def point_in_time(results_conn: AsyncConnection, settings: NamedDependency
 
 
 @get("/hosts/{ip:str}")
-async def host_history(results_conn: AsyncConnection, ip: str) -> HostHistory:
+async def host_history(results_conn: ResultsConn, ip: FromPath[str]) -> HostHistory:
     """Everything known about one address: its ports per scanner, their changes, recent observations."""
     return await service.host_history(results_conn, ip)
 
@@ -131,16 +133,16 @@ def _export_results(pools: Pools, kind: Literal["csv", "json"], run_id: int | No
 
 @get("/exports/results.csv")
 async def export_results_csv(pools: NamedDependency[Pools], run_id: OptId = None, scanner_id: OptId = None,
-                             subnet: str | None = None, port: OptPort = None, since: datetime | None = None,
-                             until: datetime | None = None) -> Stream:
+                             subnet: OptText = None, port: OptPort = None, since: OptTime = None,
+                             until: OptTime = None) -> Stream:
     """All matching observations as CSV, streamed from a server-side cursor."""
     return _export_results(pools, "csv", run_id, scanner_id, subnet, port, since, until)
 
 
 @get("/exports/results.json")
 async def export_results_json(pools: NamedDependency[Pools], run_id: OptId = None, scanner_id: OptId = None,
-                              subnet: str | None = None, port: OptPort = None, since: datetime | None = None,
-                              until: datetime | None = None) -> Stream:
+                              subnet: OptText = None, port: OptPort = None, since: OptTime = None,
+                              until: OptTime = None) -> Stream:
     """All matching observations as one JSON array, streamed from a server-side cursor."""
     return _export_results(pools, "json", run_id, scanner_id, subnet, port, since, until)
 
@@ -155,20 +157,20 @@ async def _export_changes(pools: Pools, jobs_conn: AsyncConnection, kind: Litera
 
 
 @get("/exports/changes.csv")
-async def export_changes_csv(pools: NamedDependency[Pools], jobs_conn: AsyncConnection, run_id: OptId = None,
-                             template_id: OptId = None, scanner_id: OptId = None, subnet: str | None = None,
-                             port: OptPort = None, change: str | None = None, since: datetime | None = None,
-                             until: datetime | None = None) -> Stream:
+async def export_changes_csv(pools: NamedDependency[Pools], jobs_conn: JobsConn, run_id: OptId = None,
+                             template_id: OptId = None, scanner_id: OptId = None, subnet: OptText = None,
+                             port: OptPort = None, change: OptText = None, since: OptTime = None,
+                             until: OptTime = None) -> Stream:
     """All matching changes as CSV, streamed."""
     return await _export_changes(pools, jobs_conn, "csv", run_id, template_id, scanner_id, subnet, port, change,
                                  since, until)
 
 
 @get("/exports/changes.json")
-async def export_changes_json(pools: NamedDependency[Pools], jobs_conn: AsyncConnection, run_id: OptId = None,
-                              template_id: OptId = None, scanner_id: OptId = None, subnet: str | None = None,
-                              port: OptPort = None, change: str | None = None, since: datetime | None = None,
-                              until: datetime | None = None) -> Stream:
+async def export_changes_json(pools: NamedDependency[Pools], jobs_conn: JobsConn, run_id: OptId = None,
+                              template_id: OptId = None, scanner_id: OptId = None, subnet: OptText = None,
+                              port: OptPort = None, change: OptText = None, since: OptTime = None,
+                              until: OptTime = None) -> Stream:
     """All matching changes as one JSON array, streamed."""
     return await _export_changes(pools, jobs_conn, "json", run_id, template_id, scanner_id, subnet, port, change,
                                  since, until)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import get, post
-from litestar.params import Parameter
-from psycopg import AsyncConnection
+from litestar.params import FromQuery, JSONBody, Parameter
 
 from app.domain.repairs import service as repairs
 from app.domain.repairs.schemas import ReassignBody, RepairRead
@@ -18,6 +17,8 @@ from app.domain.runs import repository as runs_repo
 from app.domain.runs import service
 from app.domain.runs.schemas import JobRead, RunRead, RunRequestCreate, RunRequestRead
 from app.errors import NotFound
+from app.roles.manager.auth import Actor
+from app.web.deps import ConfigConn, JobsConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 RunStatus = Literal["running", "completed", "partial", "failed", "cancelled"]
@@ -25,20 +26,21 @@ JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
 @get("/runs")
-async def list_runs(jobs_conn: AsyncConnection, status: RunStatus | None = None, template_id: Id | None = None,
-                    limit: Annotated[int, Parameter(ge=1, le=500)] = 50, before_id: Id | None = None) -> list[RunRead]:
+async def list_runs(jobs_conn: JobsConn, status: FromQuery[RunStatus | None] = None,
+                    template_id: FromQuery[Id | None] = None, limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+                    before_id: FromQuery[Id | None] = None) -> list[RunRead]:
     return await runs_repo.list_runs(jobs_conn, status=status, template_id=template_id, limit=limit,
                                      before_id=before_id)
 
 
 @post("/runs", status_code=202)
-async def run_now(data: RunRequestCreate, config_conn: AsyncConnection, actor: str) -> RunRequestRead:
+async def run_now(data: JSONBody[RunRequestCreate], config_conn: ConfigConn, actor: Actor) -> RunRequestRead:
     """Queue a run of a template now; poll `/api/run-requests/{id}` for its run id."""
     return await service.request_run(config_conn, actor, data)
 
 
 @get("/run-requests/{request_id:int}")
-async def get_run_request(request_id: Id, config_conn: AsyncConnection) -> RunRequestRead:
+async def get_run_request(request_id: Id, config_conn: ConfigConn) -> RunRequestRead:
     cur = await config_conn.execute(
         "SELECT id, template_id, requested_by, requested_at, run_id FROM run_requests WHERE id = %s", (request_id,))
     row = await cur.fetchone()
@@ -48,57 +50,57 @@ async def get_run_request(request_id: Id, config_conn: AsyncConnection) -> RunRe
 
 
 @get("/runs/{run_id:int}")
-async def get_run(run_id: Id, jobs_conn: AsyncConnection) -> RunRead:
+async def get_run(run_id: Id, jobs_conn: JobsConn) -> RunRead:
     return await service.get_run(jobs_conn, run_id)
 
 
 @get("/runs/{run_id:int}/jobs")
-async def list_run_jobs(run_id: Id, jobs_conn: AsyncConnection, status: JobStatus | None = None,
+async def list_run_jobs(run_id: Id, jobs_conn: JobsConn, status: FromQuery[JobStatus | None] = None,
                         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-                        after_id: Id | None = None) -> list[JobRead]:
+                        after_id: FromQuery[Id | None] = None) -> list[JobRead]:
     await service.get_run(jobs_conn, run_id)
     return await runs_repo.list_jobs(jobs_conn, run_id, status=status, limit=limit, after_id=after_id)
 
 
 @get("/jobs/{job_id:int}")
-async def get_job(job_id: Id, jobs_conn: AsyncConnection) -> JobRead:
+async def get_job(job_id: Id, jobs_conn: JobsConn) -> JobRead:
     return await service.get_job(jobs_conn, job_id)
 
 
 @post("/jobs/{job_id:int}/redispatch", status_code=202)
-async def redispatch_job(job_id: Id, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
-                         actor: str) -> RepairRead:
+async def redispatch_job(job_id: Id, config_conn: ConfigConn, jobs_conn: JobsConn,
+                         actor: Actor) -> RepairRead:
     return await repairs.request_repair(config_conn, jobs_conn, actor, "redispatch", job_id=job_id)
 
 
 @post("/jobs/{job_id:int}/reassign", status_code=202)
-async def reassign_job(job_id: Id, config_conn: AsyncConnection, jobs_conn: AsyncConnection, actor: str,
-                       data: ReassignBody | None = None) -> RepairRead:
+async def reassign_job(job_id: Id, config_conn: ConfigConn, jobs_conn: JobsConn, actor: Actor,
+                       data: JSONBody[ReassignBody | None] = None) -> RepairRead:
     target = data.scanner_id if data else None
     return await repairs.request_repair(config_conn, jobs_conn, actor, "reassign", job_id=job_id,
                                         scanner_id=target)
 
 
 @post("/jobs/{job_id:int}/fail", status_code=202)
-async def fail_job(job_id: Id, config_conn: AsyncConnection, jobs_conn: AsyncConnection, actor: str) -> RepairRead:
+async def fail_job(job_id: Id, config_conn: ConfigConn, jobs_conn: JobsConn, actor: Actor) -> RepairRead:
     return await repairs.request_repair(config_conn, jobs_conn, actor, "fail", job_id=job_id)
 
 
 @post("/scanners/{scanner_id:int}/drain", status_code=202)
-async def drain_scanner(scanner_id: Id, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
-                        actor: str) -> RepairRead:
+async def drain_scanner(scanner_id: Id, config_conn: ConfigConn, jobs_conn: JobsConn,
+                        actor: Actor) -> RepairRead:
     """Stop giving the scanner work: its split jobs move to peers, its pending mirror jobs are cancelled."""
     return await repairs.request_repair(config_conn, jobs_conn, actor, "drain", scanner_id=scanner_id)
 
 
 @get("/repairs")
-async def list_repairs(config_conn: AsyncConnection,
+async def list_repairs(config_conn: ConfigConn,
                        limit: Annotated[int, Parameter(ge=1, le=500)] = 50) -> list[RepairRead]:
     return await repairs.list_repairs(config_conn, limit=limit)
 
 
 @get("/repairs/{repair_id:int}")
-async def get_repair(repair_id: Id, config_conn: AsyncConnection) -> RepairRead:
+async def get_repair(repair_id: Id, config_conn: ConfigConn) -> RepairRead:
     return await repairs.get_repair(config_conn, repair_id)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import delete, get, patch, post
-from litestar.params import Parameter
-from psycopg import AsyncConnection
+from litestar.params import JSONBody, Parameter
 
 from app.domain.config_objects import subnets as service
 from app.domain.config_objects.schemas import (
@@ -17,59 +16,63 @@ from app.domain.config_objects.schemas import (
     SubnetRead,
     SubnetUpdate,
 )
+from app.roles.manager.auth import Actor
+from app.web.deps import ConfigConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 
 
 @get("/subnets")
-async def list_subnets(config_conn: AsyncConnection, limit: Annotated[int, Parameter(ge=1, le=5000)] = 500,
+async def list_subnets(config_conn: ConfigConn, limit: Annotated[int, Parameter(ge=1, le=5000)] = 500,
                        offset: Annotated[int, Parameter(ge=0)] = 0) -> list[SubnetRead]:
     return await service.list_subnets(config_conn, limit=limit, offset=offset)
 
 
 @post("/subnets")
-async def create_subnet(data: SubnetCreate, config_conn: AsyncConnection, actor: str) -> SubnetRead:
+async def create_subnet(data: JSONBody[SubnetCreate], config_conn: ConfigConn, actor: Actor) -> SubnetRead:
     return await service.create_subnet(config_conn, actor, data)
 
 
 @get("/subnets/{subnet_id:int}")
-async def get_subnet(subnet_id: Id, config_conn: AsyncConnection) -> SubnetRead:
+async def get_subnet(subnet_id: Id, config_conn: ConfigConn) -> SubnetRead:
     return await service.get_subnet(config_conn, subnet_id)
 
 
 @patch("/subnets/{subnet_id:int}")
-async def update_subnet(subnet_id: Id, data: SubnetUpdate, config_conn: AsyncConnection, actor: str) -> SubnetRead:
+async def update_subnet(subnet_id: Id, data: JSONBody[SubnetUpdate], config_conn: ConfigConn,
+                        actor: Actor) -> SubnetRead:
     return await service.update_subnet(config_conn, actor, subnet_id, data)
 
 
 @delete("/subnets/{subnet_id:int}")
-async def delete_subnet(subnet_id: Id, config_conn: AsyncConnection, actor: str) -> None:
+async def delete_subnet(subnet_id: Id, config_conn: ConfigConn, actor: Actor) -> None:
     await service.delete_subnet(config_conn, actor, subnet_id)
 
 
 @get("/subnet-groups")
-async def list_subnet_groups(config_conn: AsyncConnection) -> list[SubnetGroupRead]:
+async def list_subnet_groups(config_conn: ConfigConn) -> list[SubnetGroupRead]:
     return await service.list_groups(config_conn)
 
 
 @post("/subnet-groups")
-async def create_subnet_group(data: SubnetGroupCreate, config_conn: AsyncConnection, actor: str) -> SubnetGroupRead:
+async def create_subnet_group(data: JSONBody[SubnetGroupCreate], config_conn: ConfigConn,
+                              actor: Actor) -> SubnetGroupRead:
     return await service.create_group(config_conn, actor, data)
 
 
 @get("/subnet-groups/{group_id:int}")
-async def get_subnet_group(group_id: Id, config_conn: AsyncConnection) -> SubnetGroupRead:
+async def get_subnet_group(group_id: Id, config_conn: ConfigConn) -> SubnetGroupRead:
     return await service.get_group(config_conn, group_id)
 
 
 @patch("/subnet-groups/{group_id:int}")
-async def update_subnet_group(group_id: Id, data: SubnetGroupUpdate, config_conn: AsyncConnection,
-                              actor: str) -> SubnetGroupRead:
+async def update_subnet_group(group_id: Id, data: JSONBody[SubnetGroupUpdate], config_conn: ConfigConn,
+                              actor: Actor) -> SubnetGroupRead:
     return await service.update_group(config_conn, actor, group_id, data)
 
 
 @delete("/subnet-groups/{group_id:int}")
-async def delete_subnet_group(group_id: Id, config_conn: AsyncConnection, actor: str) -> None:
+async def delete_subnet_group(group_id: Id, config_conn: ConfigConn, actor: Actor) -> None:
     await service.delete_group(config_conn, actor, group_id)
 
 

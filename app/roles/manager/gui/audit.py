@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, Parameter
 from litestar.response import Template
-from psycopg import AsyncConnection
 
 from app.domain.audit.service import list_records, verify
 from app.roles.manager.gui.render import page
+from app.web.deps import ConfigConn
 
 ADMIN = {"min_role": "admin"}
 PER_PAGE = 50
 
 
 @get("/audit", opt=ADMIN)
-async def audit_page(request: Request, config_conn: AsyncConnection, by: str | None = None,
-                     object_type: str | None = None,
+async def audit_page(request: Request, config_conn: ConfigConn, by: FromQuery[str | None] = None,
+                     object_type: FromQuery[str | None] = None,
                      before_id: Annotated[int | None, Parameter(ge=1, le=2**62)] = None) -> Template:
     rows = await list_records(config_conn, actor=by or None, object_type=object_type or None, limit=PER_PAGE,
                               before_id=before_id)
@@ -28,7 +28,7 @@ async def audit_page(request: Request, config_conn: AsyncConnection, by: str | N
 
 
 @get("/audit/verify", opt=ADMIN)
-async def audit_verify(request: Request, config_conn: AsyncConnection) -> Template:
+async def audit_verify(request: Request, config_conn: ConfigConn) -> Template:
     return page(request, "_audit_verify.html", "Audit log", result=await verify(config_conn))
 
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Template
-from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.domain.audit.service import record
@@ -16,7 +15,9 @@ from app.domain.backups.schemas import RestoreRequest
 from app.domain.backups.storage import BACKUP_ID
 from app.errors import DomainError, NotFound
 from app.roles.manager import backup_client
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.render import form_values, page, redirect
+from app.web.deps import AppSettings, ConfigConn
 
 ADMIN = {"min_role": "admin"}
 
@@ -31,22 +32,22 @@ async def _state(settings: Settings) -> dict[str, Any]:
 
 
 @get("/backups")
-async def backups_page(request: Request, settings: NamedDependency[Settings]) -> Template:
+async def backups_page(request: Request, settings: AppSettings) -> Template:
     template = "_backup_status.html" if request.headers.get("hx-request") else "backups.html"
     return page(request, template, "Backups", **await _state(settings))
 
 
 @post("/backups")
-async def backup_now(settings: NamedDependency[Settings], config_conn: AsyncConnection,
-                     actor: NamedDependency[str]) -> Response:
+async def backup_now(settings: AppSettings, config_conn: ConfigConn,
+                     actor: Actor) -> Response:
     operation = await backup_client.start_backup(settings)
     await record(config_conn, actor, "backup.create", "backup_operation", operation.id, None, {"kind": operation.kind})
     return redirect("/backups", "Backup started.")
 
 
 @post("/backups/{backup_id:str}/restore", opt=ADMIN)
-async def restore(request: Request, backup_id: str, settings: NamedDependency[Settings],
-                  config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+async def restore(request: Request, backup_id: FromPath[str], settings: AppSettings,
+                  config_conn: ConfigConn, actor: Actor) -> Response:
     if not BACKUP_ID.match(backup_id):
         raise NotFound(f"no backup {backup_id!r}", reason="backup_not_found")
     identity = (await form_values(request)).get("identity", "")

@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 from litestar.response import Template
 from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.errors import DomainError
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.render import (
     FORM_ERROR,
     FormInvalid,
@@ -29,6 +30,7 @@ from app.roles.manager.gui.render import (
     redirect,
     validation_errors,
 )
+from app.web.deps import ConfigConn
 
 Choices = Callable[[AsyncConnection], Awaitable[list[tuple[int | str, str]]]]
 Kind = Literal["text", "number", "textarea", "checkbox", "select", "multi"]
@@ -156,11 +158,11 @@ def routes(res: Resource) -> list[HTTPRouteHandler]:
                     values=values, errors=errors or {}, facts=facts)
 
     @get(base, name=f"{res.slug}-list")
-    async def list_handler(request: Request, config_conn: AsyncConnection) -> Template:
+    async def list_handler(request: Request, config_conn: ConfigConn) -> Template:
         return await list_page(request, config_conn)
 
     @post(base, name=f"{res.slug}-create", opt=write)
-    async def create_handler(request: Request, config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+    async def create_handler(request: Request, config_conn: ConfigConn, actor: Actor) -> Response:
         form = await request.form()
         try:
             data: Any = msgspec.convert(_form_data(res.create_type, res.fields, form, partial=False), res.create_type,
@@ -175,12 +177,12 @@ def routes(res: Resource) -> list[HTTPRouteHandler]:
         return redirect(base, f"{res.singular} {res.label(created)} created.")
 
     @get(f"{base}/{{item_id:int}}", name=f"{res.slug}-edit")
-    async def edit_handler(request: Request, item_id: int, config_conn: AsyncConnection) -> Template:
+    async def edit_handler(request: Request, item_id: FromPath[int], config_conn: ConfigConn) -> Template:
         return await edit_page(request, config_conn, item_id)
 
     @post(f"{base}/{{item_id:int}}", name=f"{res.slug}-update", opt=write)
-    async def update_handler(request: Request, item_id: int, config_conn: AsyncConnection,
-                             actor: NamedDependency[str]) -> Response:
+    async def update_handler(request: Request, item_id: FromPath[int], config_conn: ConfigConn,
+                             actor: Actor) -> Response:
         form = await request.form()
         try:
             data: Any = msgspec.convert(_form_data(res.update_type, res.fields, form, partial=True), res.update_type,
@@ -193,8 +195,8 @@ def routes(res: Resource) -> list[HTTPRouteHandler]:
         return redirect(base, f"{res.singular} {res.label(updated)} saved.")
 
     @post(f"{base}/{{item_id:int}}/delete", name=f"{res.slug}-delete", opt=write)
-    async def delete_handler(request: Request, item_id: int, config_conn: AsyncConnection,
-                             actor: NamedDependency[str]) -> Response:
+    async def delete_handler(request: Request, item_id: FromPath[int], config_conn: ConfigConn,
+                             actor: Actor) -> Response:
         item = await res.get_fn(config_conn, item_id)
         try:
             async with config_conn.transaction():

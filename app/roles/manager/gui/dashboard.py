@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get
-from litestar.di import NamedDependency
 from litestar.response import Template
 from psycopg import AsyncConnection
 
@@ -13,6 +12,7 @@ from app.config import Settings
 from app.domain.events.service import list_events
 from app.domain.overview import repository as overview
 from app.roles.manager.gui.render import page
+from app.web.deps import AppSettings, ConfigConn, JobsConn, ResultsConn
 
 
 async def _context(settings: Settings, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
@@ -28,8 +28,8 @@ async def _context(settings: Settings, config_conn: AsyncConnection, jobs_conn: 
 
 
 @get("/")
-async def dashboard(request: Request, settings: NamedDependency[Settings], config_conn: AsyncConnection,
-                    jobs_conn: AsyncConnection, results_conn: AsyncConnection) -> Template:
+async def dashboard(request: Request, settings: AppSettings, config_conn: ConfigConn,
+                    jobs_conn: JobsConn, results_conn: ResultsConn) -> Template:
 
 
     return page(request, "dashboard.html", "Dashboard",
@@ -37,8 +37,8 @@ async def dashboard(request: Request, settings: NamedDependency[Settings], confi
 
 
 @get("/dashboard/live")
-async def dashboard_live(request: Request, settings: NamedDependency[Settings], config_conn: AsyncConnection,
-                         jobs_conn: AsyncConnection, results_conn: AsyncConnection) -> Template:
+async def dashboard_live(request: Request, settings: AppSettings, config_conn: ConfigConn,
+                         jobs_conn: JobsConn, results_conn: ResultsConn) -> Template:
 
 
     return page(request, "_dashboard_live.html", "Dashboard",

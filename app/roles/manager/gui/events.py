@@ -5,23 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Template
-from psycopg import AsyncConnection
 
 from app.domain.audit.service import record
 from app.domain.overview.repository import acknowledge_event, list_event_rows, scanner_names
 from app.errors import NotFound
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.params import Filters
 from app.roles.manager.gui.render import form_values, page, redirect
+from app.web.deps import ConfigConn
 
 PER_PAGE = 50
 SEVERITIES = ("info", "warning", "critical")
 
 
 @get("/events")
-async def events_page(request: Request, config_conn: AsyncConnection) -> Template:
+async def events_page(request: Request, config_conn: ConfigConn) -> Template:
     f = Filters(request)
     event_class, severity = f.text("event_class", 64), f.text("severity", 16)
     if severity and severity not in SEVERITIES:
@@ -37,7 +37,7 @@ async def events_page(request: Request, config_conn: AsyncConnection) -> Templat
 
 @post("/events/{event_id:int}/acknowledge")
 async def acknowledge(request: Request, event_id: Annotated[int, Parameter(ge=1, le=2**62)],
-                      config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+                      config_conn: ConfigConn, actor: Actor) -> Response:
     if not await acknowledge_event(config_conn, event_id):
         raise NotFound(f"event {event_id} does not exist")
     await record(config_conn, actor, "acknowledge", "event", event_id)

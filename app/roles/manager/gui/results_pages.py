@@ -7,17 +7,15 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from litestar import Request, get
-from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Template
-from psycopg import AsyncConnection
 
-from app.config import Settings
 from app.domain.overview.repository import scanner_names
 from app.domain.results import service as results
 from app.errors import DomainError
 from app.roles.manager.gui.params import Filters
 from app.roles.manager.gui.render import page
+from app.web.deps import AppSettings, ConfigConn, ResultsConn
 
 PER_PAGE = 100
 CHANGE_KINDS = ("opened", "closed", "service_changed", "certificate_changed")
@@ -29,7 +27,7 @@ def _next_link(request: Request, **params: object) -> str:
 
 
 @get("/results")
-async def results_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+async def results_page(request: Request, results_conn: ResultsConn, config_conn: ConfigConn) -> Template:
     f = Filters(request)
     run_id, scanner_id = f.integer("run_id", 1), f.integer("scanner_id", 1)
     port, subnet = f.integer("port", 0, 65535), f.text("subnet", 64)
@@ -51,8 +49,8 @@ async def results_page(request: Request, results_conn: AsyncConnection, config_c
 
 
 @get("/results/at")
-async def point_in_time_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection,
-                             settings: NamedDependency[Settings]) -> Template:
+async def point_in_time_page(request: Request, results_conn: ResultsConn, config_conn: ConfigConn,
+                             settings: AppSettings) -> Template:
     """What was open at one moment, from each scanner (the latest covered state at or before it)."""
     f = Filters(request)
     at, scanner_id = f.moment("at"), f.integer("scanner_id", 1)
@@ -71,7 +69,7 @@ async def point_in_time_page(request: Request, results_conn: AsyncConnection, co
 
 @get("/scans/{run_id:int}/vantage")
 async def vantage_page(request: Request, run_id: Annotated[int, Parameter(ge=1, le=2**62)],
-                       results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+                       results_conn: ResultsConn, config_conn: ConfigConn) -> Template:
     """Where the scanners of a mirror run disagree: open from some, covered but not open from others."""
     rows = await results.cross_vantage(results_conn, run_id,
                                        include_uncovered=request.query_params.get("uncovered") == "1",
@@ -82,7 +80,7 @@ async def vantage_page(request: Request, run_id: Annotated[int, Parameter(ge=1, 
 
 
 @get("/changes")
-async def changes_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+async def changes_page(request: Request, results_conn: ResultsConn, config_conn: ConfigConn) -> Template:
     f = Filters(request)
     run_id, scanner_id = f.integer("run_id", 1), f.integer("scanner_id", 1)
     port, subnet, change = f.integer("port", 0, 65535), f.text("subnet", 64), f.text("change", 40)
@@ -100,7 +98,7 @@ async def changes_page(request: Request, results_conn: AsyncConnection, config_c
 
 
 @get("/hosts")
-async def host_page(request: Request, results_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+async def host_page(request: Request, results_conn: ResultsConn, config_conn: ConfigConn) -> Template:
     f = Filters(request)
     ip = f.text("ip", 64)
     history = None

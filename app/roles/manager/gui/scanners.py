@@ -6,7 +6,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Template
 from psycopg import AsyncConnection
@@ -16,6 +15,7 @@ from app.domain.repairs import service as repairs
 from app.domain.scanners import service
 from app.domain.scanners.schemas import Enrolment, ScannerCreate, TokenCreate
 from app.errors import DomainError
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.render import (
     FormInvalid,
     Pager,
@@ -25,6 +25,7 @@ from app.roles.manager.gui.render import (
     parse_form,
     redirect,
 )
+from app.web.deps import AppSettings, ConfigConn, JobsConn
 
 ADMIN = {"min_role": "admin"}
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
@@ -52,14 +53,14 @@ def _shown_once(request: Request, enrolment: Enrolment, what: str) -> Template:
 
 
 @get("/scanners")
-async def scanners_page(request: Request, config_conn: AsyncConnection,
-                        settings: NamedDependency[Settings]) -> Template:
+async def scanners_page(request: Request, config_conn: ConfigConn,
+                        settings: AppSettings) -> Template:
     return await _list(request, config_conn, settings)
 
 
 @post("/scanners", opt=ADMIN)
-async def add_scanner(request: Request, config_conn: AsyncConnection, settings: NamedDependency[Settings],
-                      actor: NamedDependency[str]) -> Response:
+async def add_scanner(request: Request, config_conn: ConfigConn, settings: AppSettings,
+                      actor: Actor) -> Response:
     values = await form_values(request)
     try:
         data = parse_form(ScannerCreate, values)
@@ -72,16 +73,16 @@ async def add_scanner(request: Request, config_conn: AsyncConnection, settings: 
 
 
 @get("/scanners/{scanner_id:int}")
-async def scanner_page(request: Request, scanner_id: Id, config_conn: AsyncConnection,
-                       settings: NamedDependency[Settings]) -> Template:
+async def scanner_page(request: Request, scanner_id: Id, config_conn: ConfigConn,
+                       settings: AppSettings) -> Template:
     scanner = await service.get_scanner(config_conn, settings, scanner_id)
     tokens = await service.list_tokens(config_conn, settings, scanner_id)
     return page(request, "scanner.html", f"Scanner {scanner.name}", scanner=scanner, tokens=tokens)
 
 
 @post("/scanners/{scanner_id:int}/token", opt=ADMIN)
-async def new_token(request: Request, scanner_id: Id, config_conn: AsyncConnection,
-                    settings: NamedDependency[Settings], actor: NamedDependency[str]) -> Response:
+async def new_token(request: Request, scanner_id: Id, config_conn: ConfigConn,
+                    settings: AppSettings, actor: Actor) -> Response:
     values = await form_values(request)
     try:
         data = msgspec.convert({"bind_network": values.get("bind_network") or None}, TokenCreate)
@@ -96,35 +97,35 @@ async def new_token(request: Request, scanner_id: Id, config_conn: AsyncConnecti
 
 
 @post("/scanners/{scanner_id:int}/rotate", opt=ADMIN)
-async def rotate(request: Request, scanner_id: Id, config_conn: AsyncConnection,
-                 settings: NamedDependency[Settings], actor: NamedDependency[str]) -> Response:
+async def rotate(request: Request, scanner_id: Id, config_conn: ConfigConn,
+                 settings: AppSettings, actor: Actor) -> Response:
     return _shown_once(request, await service.rotate_key(config_conn, settings, actor, scanner_id),
                        "rotated: its old key no longer works")
 
 
 @post("/scanners/{scanner_id:int}/disable", opt=ADMIN)
-async def disable(scanner_id: Id, config_conn: AsyncConnection, settings: NamedDependency[Settings],
-                  actor: NamedDependency[str]) -> Response:
+async def disable(scanner_id: Id, config_conn: ConfigConn, settings: AppSettings,
+                  actor: Actor) -> Response:
     scanner = await service.set_status(config_conn, settings, actor, scanner_id, "disabled")
     return redirect(f"/scanners/{scanner_id}", f"Scanner {scanner.name} disabled.")
 
 
 @post("/scanners/{scanner_id:int}/enable", opt=ADMIN)
-async def enable(scanner_id: Id, config_conn: AsyncConnection, settings: NamedDependency[Settings],
-                 actor: NamedDependency[str]) -> Response:
+async def enable(scanner_id: Id, config_conn: ConfigConn, settings: AppSettings,
+                 actor: Actor) -> Response:
     scanner = await service.set_status(config_conn, settings, actor, scanner_id, "active")
     return redirect(f"/scanners/{scanner_id}", f"Scanner {scanner.name} enabled ({scanner.status}).")
 
 
 @post("/scanners/{scanner_id:int}/tokens/{token_id:int}/revoke", opt=ADMIN)
-async def revoke(scanner_id: Id, token_id: Id, config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+async def revoke(scanner_id: Id, token_id: Id, config_conn: ConfigConn, actor: Actor) -> Response:
     await service.revoke_token(config_conn, actor, scanner_id, token_id)
     return redirect(f"/scanners/{scanner_id}", f"Install token #{token_id} revoked.")
 
 
 @post("/scanners/{scanner_id:int}/drain")
-async def drain(scanner_id: Id, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
-                actor: NamedDependency[str]) -> Response:
+async def drain(scanner_id: Id, config_conn: ConfigConn, jobs_conn: JobsConn,
+                actor: Actor) -> Response:
     repair = await repairs.request_repair(config_conn, jobs_conn, actor, "drain", scanner_id=scanner_id)
     return redirect(f"/scanners/{scanner_id}", f"Drain requested (repair #{repair.id}); the dispatcher moves its work.")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.response import Redirect, Template
-from psycopg import AsyncConnection
 
 from app.domain.config_objects.templates import list_templates
 from app.domain.overview.repository import run_events, run_request, scanner_names
@@ -17,8 +15,10 @@ from app.domain.runs import repository as runs_repo
 from app.domain.runs import service as runs
 from app.domain.runs.schemas import RunRequestCreate
 from app.errors import DomainError, NotFound
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.params import Filters
 from app.roles.manager.gui.render import form_values, page, redirect
+from app.web.deps import ConfigConn, JobsConn
 
 Id = Annotated[int, Parameter(ge=1, le=2**62)]
 STATUSES = ("running", "completed", "partial", "failed", "cancelled")
@@ -27,7 +27,7 @@ PER_PAGE = 50
 
 
 @get("/scans")
-async def scans_page(request: Request, jobs_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+async def scans_page(request: Request, jobs_conn: JobsConn, config_conn: ConfigConn) -> Template:
     f = Filters(request)
     status = f.text("status")
     if status and status not in STATUSES:
@@ -43,7 +43,7 @@ async def scans_page(request: Request, jobs_conn: AsyncConnection, config_conn: 
 
 
 @post("/scans/run")
-async def run_now(request: Request, config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+async def run_now(request: Request, config_conn: ConfigConn, actor: Actor) -> Response:
     raw = (await form_values(request)).get("template_id", "")
     if not raw.isdigit():
         return redirect("/templates", "Choose a template to run.")
@@ -52,7 +52,7 @@ async def run_now(request: Request, config_conn: AsyncConnection, actor: NamedDe
 
 
 @get("/scans/requests/{request_id:int}")
-async def run_request_page(request: Request, request_id: Id, config_conn: AsyncConnection) -> Template | Response:
+async def run_request_page(request: Request, request_id: Id, config_conn: ConfigConn) -> Template | Response:
     """Waits (polling) until the dispatcher turned the request into a run, then goes to that run."""
     found = await run_request(config_conn, request_id)
     if found is None:
@@ -66,7 +66,7 @@ async def run_request_page(request: Request, request_id: Id, config_conn: AsyncC
 
 
 @get("/scans/{run_id:int}")
-async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection, config_conn: AsyncConnection) -> Template:
+async def run_page(request: Request, run_id: Id, jobs_conn: JobsConn, config_conn: ConfigConn) -> Template:
     run = await runs.get_run(jobs_conn, run_id)
     jobs = await runs_repo.list_jobs(jobs_conn, run_id, status=None, limit=500, after_id=None)
     template = "_run_progress.html" if request.headers.get("hx-request") else "run.html"
@@ -75,8 +75,8 @@ async def run_page(request: Request, run_id: Id, jobs_conn: AsyncConnection, con
 
 
 @post("/scans/{run_id:int}/jobs/{job_id:int}/{action:str}")
-async def repair_job(run_id: Id, job_id: Id, action: str, config_conn: AsyncConnection, jobs_conn: AsyncConnection,
-                     actor: NamedDependency[str]) -> Response:
+async def repair_job(run_id: Id, job_id: Id, action: FromPath[str], config_conn: ConfigConn, jobs_conn: JobsConn,
+                     actor: Actor) -> Response:
     """Operator repairs of one job (redispatch, reassign within the group, fail); the dispatcher carries them out."""
     if action not in JOB_REPAIRS:
         raise NotFound(f"no job action {action!r}")

@@ -10,7 +10,6 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
-from psycopg import AsyncConnection
 
 from app.config import Settings
 from app.domain.sessions import service as sessions
@@ -20,6 +19,7 @@ from app.domain.users.schemas import PasswordChange
 from app.errors import DomainError
 from app.roles.manager.auth import client_address, cookie_name, current_user, expired_cookie, session_cookie
 from app.roles.manager.gui.render import FormInvalid, domain_errors, form_values, page, parse_form, redirect
+from app.web.deps import AppSettings, ConfigConn
 
 LOGIN_FIELD = "login_token"
 _REFUSALS = {
@@ -51,15 +51,15 @@ def _login_page(request: Request, settings: Settings, *, status: int = 200, erro
 
 
 @get("/login", opt={"public": True})
-async def login_form(request: Request, settings: NamedDependency[Settings]) -> Template | Redirect:
+async def login_form(request: Request, settings: AppSettings) -> Template | Redirect:
     if await current_user(request) is not None:
         return Redirect("/", status_code=303)
     return _login_page(request, settings)
 
 
 @post("/login", opt={"public": True})
-async def login_submit(request: Request, config_conn: AsyncConnection,
-                       settings: NamedDependency[Settings]) -> Template | Redirect:
+async def login_submit(request: Request, config_conn: ConfigConn,
+                       settings: AppSettings) -> Template | Redirect:
     values = await form_values(request)
     cookie = request.cookies.get(_login_cookie_name(settings), "")
     if not cookie or not hmac.compare_digest(cookie.encode(), values.get(LOGIN_FIELD, "").encode()):
@@ -80,8 +80,8 @@ async def login_submit(request: Request, config_conn: AsyncConnection,
 
 
 @post("/logout", opt={"allow_password_change": True, "min_role": "viewer"})
-async def logout(config_conn: AsyncConnection, session_user: NamedDependency[SessionUser],
-                 settings: NamedDependency[Settings]) -> Redirect:
+async def logout(config_conn: ConfigConn, session_user: NamedDependency[SessionUser],
+                 settings: AppSettings) -> Redirect:
     await sessions.logout(config_conn, session_user.id_hash)
     return Redirect("/login", status_code=303, cookies=[expired_cookie(settings)])
 
@@ -92,7 +92,7 @@ async def password_form(request: Request) -> Template:
 
 
 @post("/password", opt={"allow_password_change": True, "min_role": "viewer"})
-async def password_submit(request: Request, config_conn: AsyncConnection,
+async def password_submit(request: Request, config_conn: ConfigConn,
                           session_user: NamedDependency[SessionUser]) -> Response:
     values = await form_values(request)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import Parameter
 from litestar.response import Template
 from psycopg import AsyncConnection
@@ -13,7 +12,9 @@ from psycopg import AsyncConnection
 from app.domain.users import service
 from app.domain.users.schemas import UserCreate, UserUpdate
 from app.errors import DomainError
+from app.roles.manager.auth import Actor
 from app.roles.manager.gui.render import FormInvalid, Pager, domain_errors, form_values, page, parse_form, redirect
+from app.web.deps import ConfigConn
 
 ADMIN = {"min_role": "admin"}
 UserId = Annotated[int, Parameter(ge=1, le=2**62)]
@@ -29,12 +30,12 @@ async def _list_page(request: Request, conn: AsyncConnection, *, status: int = 2
 
 
 @get("/users", opt=ADMIN)
-async def users_page(request: Request, config_conn: AsyncConnection) -> Template:
+async def users_page(request: Request, config_conn: ConfigConn) -> Template:
     return await _list_page(request, config_conn)
 
 
 @post("/users", opt=ADMIN)
-async def create_user(request: Request, config_conn: AsyncConnection, actor: NamedDependency[str]) -> Response:
+async def create_user(request: Request, config_conn: ConfigConn, actor: Actor) -> Response:
     values = await form_values(request)
     try:
         data = parse_form(UserCreate, values, checkboxes=("must_change_password",))
@@ -48,14 +49,14 @@ async def create_user(request: Request, config_conn: AsyncConnection, actor: Nam
 
 
 @get("/users/{user_id:int}", opt=ADMIN)
-async def edit_user_page(request: Request, user_id: UserId, config_conn: AsyncConnection) -> Template:
+async def edit_user_page(request: Request, user_id: UserId, config_conn: ConfigConn) -> Template:
     user = await service.get_user(config_conn, user_id)
     return page(request, "user_edit.html", f"User {user.username}", target=user)
 
 
 @post("/users/{user_id:int}", opt=ADMIN)
-async def update_user(request: Request, user_id: UserId, config_conn: AsyncConnection,
-                      actor: NamedDependency[str]) -> Response:
+async def update_user(request: Request, user_id: UserId, config_conn: ConfigConn,
+                      actor: Actor) -> Response:
     values = await form_values(request)
     try:
         data = parse_form(UserUpdate, values, checkboxes=("disabled",))
@@ -71,8 +72,8 @@ async def update_user(request: Request, user_id: UserId, config_conn: AsyncConne
 
 
 @post("/users/{user_id:int}/delete", opt=ADMIN)
-async def delete_user(request: Request, user_id: UserId, config_conn: AsyncConnection,
-                      actor: NamedDependency[str]) -> Response:
+async def delete_user(request: Request, user_id: UserId, config_conn: ConfigConn,
+                      actor: Actor) -> Response:
     target = await service.get_user(config_conn, user_id)
     try:
         async with config_conn.transaction():
