@@ -7,21 +7,22 @@ from datetime import UTC, datetime, timedelta
 
 from litestar import delete, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
-from app.config import Settings
 from app.domain.backups import cycle, service, signing
 from app.domain.backups.operations import OperationRunner
 from app.domain.backups.schemas import BackupRead, OperationRead, RestoreRequest, StatusRead
 from app.domain.backups.storage import DirectoryLock
+from app.web.deps import AppSettings
 
 
 @get("/backups")
-async def list_backups(settings: NamedDependency[Settings]) -> list[BackupRead]:
+async def list_backups(settings: AppSettings) -> list[BackupRead]:
     return await asyncio.to_thread(service.list_backups, settings)
 
 
 @post("/backups", status_code=202)
-async def create_backup(settings: NamedDependency[Settings], runner: NamedDependency[OperationRunner]) -> OperationRead:
+async def create_backup(settings: AppSettings, runner: NamedDependency[OperationRunner]) -> OperationRead:
     async def work() -> str:
         return (await cycle.backup_cycle(settings)).backup_id
 
@@ -29,7 +30,7 @@ async def create_backup(settings: NamedDependency[Settings], runner: NamedDepend
 
 
 @get("/status")
-async def backup_status(settings: NamedDependency[Settings], runner: NamedDependency[OperationRunner]) -> StatusRead:
+async def backup_status(settings: AppSettings, runner: NamedDependency[OperationRunner]) -> StatusRead:
     backups = await asyncio.to_thread(service.list_backups, settings)
     latest = next((b for b in backups if b.signature_valid), None)
     window = timedelta(hours=settings.backup.freshness_hours)
@@ -38,7 +39,7 @@ async def backup_status(settings: NamedDependency[Settings], runner: NamedDepend
 
 
 @post("/backups/{backup_id:str}/restore", status_code=202)
-async def restore_backup(backup_id: str, data: RestoreRequest, settings: NamedDependency[Settings],
+async def restore_backup(backup_id: FromPath[str], data: JSONBody[RestoreRequest], settings: AppSettings,
                          runner: NamedDependency[OperationRunner]) -> OperationRead:
     # Cheap checks answer at once (unknown id, bad signature); the full verification runs in the operation.
     key = signing.load_signing_key(settings)
@@ -54,7 +55,7 @@ async def restore_backup(backup_id: str, data: RestoreRequest, settings: NamedDe
 
 
 @delete("/backups/{backup_id:str}")
-async def delete_backup(backup_id: str, settings: NamedDependency[Settings]) -> None:
+async def delete_backup(backup_id: FromPath[str], settings: AppSettings) -> None:
     lock = DirectoryLock(service.backup_root(settings))
     lock.acquire()
     try:
