@@ -141,17 +141,23 @@ def test_login_issues_a_new_session_id_and_ignores_a_planted_one(migrated: Setti
     name = create_user(settings, role="viewer")
     body = {"username": name, "password": DEFAULT_PASSWORD}
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        planted = {"mipo_session": "planted-by-attacker"}
-        assert client.get("/api/auth/me", cookies=planted).status_code == 401
-        first = client.post("/api/auth/login", json=body, cookies=planted).cookies.get("mipo_session")
+        def send_only(session_id: str) -> None:
+            # The client's jar holds the one cookie sent (httpx deprecates per-request cookies=).
+            client.cookies.clear()
+            client.cookies.set("mipo_session", session_id)
+
+        send_only("planted-by-attacker")
+        assert client.get("/api/auth/me").status_code == 401
+        first = client.post("/api/auth/login", json=body).cookies.get("mipo_session")
         assert first and first != "planted-by-attacker"
-        client.cookies.clear()
-        second = client.post("/api/auth/login", json=body, cookies={"mipo_session": first}).cookies.get("mipo_session")
+        send_only(first)
+        second = client.post("/api/auth/login", json=body).cookies.get("mipo_session")
         assert second and second != first
-        client.cookies.clear()
         # Logging in again ends the session the browser held before.
-        assert client.get("/api/auth/me", cookies={"mipo_session": first}).status_code == 401
-        assert client.get("/api/auth/me", cookies={"mipo_session": second}).status_code == 200
+        send_only(first)
+        assert client.get("/api/auth/me").status_code == 401
+        send_only(second)
+        assert client.get("/api/auth/me").status_code == 200
 
 
 def test_logged_out_session_is_dead_server_side(migrated: SettingsFactory) -> None:
