@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -105,8 +106,9 @@ def appliance(deployed_lab: LabState, lab_deploy_result: Any) -> Iterator[Applia
     out = deployed_lab.run("db", "runuser -u postgres -- psql -d mipo_config -v ON_ERROR_STOP=1 -c " + shlex.quote(
         f"INSERT INTO users (username, password_hash, role) VALUES ('{name}', '{digest}', 'admin')"))
     assert out.returncode == 0
-    with httpx.Client(base_url=f"https://{EDGE}", verify=lab_deploy_result.ca_file, timeout=60,
-                      trust_env=False) as api:
+    # An SSLContext, not the CA file's path: httpx deprecates verify=<str>.
+    tls = ssl.create_default_context(cafile=lab_deploy_result.ca_file)
+    with httpx.Client(base_url=f"https://{EDGE}", verify=tls, timeout=60, trust_env=False) as api:
         login = api.post("/api/auth/login", json={"username": name, "password": password})
         assert login.status_code == 200, login.text
         api.headers["X-CSRF-Token"] = login.json()["csrf_token"]
