@@ -18,8 +18,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from .engine import ConnectScanner, OpenPort, ScanStats, Watch
 from .ports import ProbeSpace, parse_ports, parse_targets
@@ -49,7 +47,10 @@ def plan_workers(probes: int, rate: float, configured: int = 0) -> int:
 def _package_root() -> str:
     package = __package__ or "mipo_scanner"
     # app.scanner → the repository root; mipo_scanner inside agent.pyz → the zip file itself.
-    return str(Path(__file__).parents[len(package.split("."))])
+    root = os.path.abspath(__file__)
+    for _ in range(len(package.split(".")) + 1):
+        root = os.path.dirname(root)
+    return root
 
 
 def worker_argv() -> list[str]:
@@ -59,16 +60,18 @@ def worker_argv() -> list[str]:
     return [sys.executable, "-I", "-S", "-c", boot, _package_root()]
 
 
-@dataclass
 class _Worker:
-    pid: int
-    stdin: int                     # our end of its stdin (chunks), -1 once closed
-    stdout: int                    # our end of its stdout (JSON lines), -1 once closed
-    buffer: bytes = b""
-    stats: ScanStats = field(default_factory=ScanStats)
-    done: int = 0
-    eof: bool = False              # its stdout ended (it exited, or is about to)
-    code: int | None = None        # exit status once reaped
+    """One helper process and our ends of its pipes. (Plain class: `scan` should not import dataclasses.)"""
+
+    def __init__(self, pid: int, stdin: int, stdout: int) -> None:
+        self.pid = pid
+        self.stdin = stdin          # our end of its stdin (chunks), -1 once closed
+        self.stdout = stdout        # our end of its stdout (text lines), -1 once closed
+        self.buffer = b""
+        self.stats = ScanStats()
+        self.done = 0
+        self.eof = False            # its stdout ended (it exited, or is about to)
+        self.code: int | None = None  # exit status once reaped
 
 
 class ParallelScanner:
