@@ -28,6 +28,10 @@ def _serve(settings: Settings, role: str) -> int:
         server_header=False,
         log_level="info",
         access_log=False,  # Traefik keeps the access log (without secrets)
+        # uvloop and httptools are dependencies, so uvicorn's "auto" picks them. Idle keep-alive connections
+        # outlive Traefik's (90 s idleConnTimeout): Traefik, not the app, closes them, so it never reuses a
+        # connection the app is closing at that moment (a spurious 502).
+        timeout_keep_alive=120,
     )
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,17 @@ def env(pg: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def _heartbeat(env: IngestEnv, key: str) -> httpx.Response:
     return httpx.post(env.url + "/scanner/v1/heartbeat", json={"version": "t"}, headers={"X-Mipo-Key": key},
                       timeout=10)
+
+
+def _heartbeat_once_known(env: IngestEnv, key: str, reason: str) -> httpx.Response:
+    """A heartbeat after ingest's key cache learnt of a change: it is told at once (milliseconds), and never
+    later than `auth_cache_seconds`; asked until then, the last answer is returned."""
+    deadline = time.monotonic() + env.owner.scanner.auth_cache_seconds + 1.0
+    while True:
+        answer = _heartbeat(env, key)
+        if answer.json().get("reason") == reason or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)
 
 
 def test_fifty_concurrent_enrolments_with_one_token_exactly_one_wins(env: IngestEnv) -> None:
@@ -67,7 +79,7 @@ def test_token_bound_to_a_network_refuses_other_addresses(env: IngestEnv) -> Non
     assert _heartbeat(env, key).status_code == 200
     # The key inherits the binding: it is refused once the scanner's network no longer matches.
     env.query("config", "UPDATE scanners SET bound_network = '198.18.0.0/24' WHERE id = %s", (ok.scanner.id,))
-    refused = _heartbeat(env, key)
+    refused = _heartbeat_once_known(env, key, "address_not_allowed")
     assert (refused.status_code, refused.json()["reason"]) == (403, "address_not_allowed")
 
 
@@ -79,10 +91,10 @@ def test_revoked_disabled_unknown_and_malformed_keys_are_refused(env: IngestEnv)
     assert _heartbeat(env, "not-a-key").json()["reason"] == "unknown_key"
     assert httpx.post(env.url + "/scanner/v1/heartbeat", json={}, timeout=10).json()["reason"] == "unknown_key"
     env.query("config", "UPDATE scanners SET status = 'disabled' WHERE id = %s", (scanner_id,))
-    assert _heartbeat(env, key).json()["reason"] == "scanner_disabled"
+    assert _heartbeat_once_known(env, key, "scanner_disabled").json()["reason"] == "scanner_disabled"
     env.query("config", "UPDATE scanners SET status = 'active' WHERE id = %s", (scanner_id,))
     env.query("config", "UPDATE scanner_keys SET revoked_at = now() WHERE scanner_id = %s", (scanner_id,))
-    refused = _heartbeat(env, key)
+    refused = _heartbeat_once_known(env, key, "revoked_key")
     assert (refused.status_code, refused.json()["reason"]) == (403, "revoked_key")
 
 
@@ -94,7 +106,7 @@ def test_reinstall_with_a_fresh_token_keeps_the_scanner_identity(env: IngestEnv)
     again = env.new_token(first.scanner.id)
     answer = env.enrol(again.token, host).json()
     assert answer["scanner_id"] == first.scanner.id
-    assert _heartbeat(env, key1).json()["reason"] == "revoked_key"
+    assert _heartbeat_once_known(env, key1, "revoked_key").json()["reason"] == "revoked_key"
     assert _heartbeat(env, answer["key"]).status_code == 200
     # Even a token made for a brand-new scanner row lands on the host's existing identity.
     other = env.new_scanner()

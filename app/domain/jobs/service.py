@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -28,14 +29,24 @@ async def locked_lease(conn: AsyncConnection, job_id: int, scanner_id: int, leas
 
 
 async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, notifier: JobNotifier,
-                     scanner_id: int, max_jobs: int, wait: float, lease_seconds: float) -> list[ClaimedJob]:
-    """Claim now, or wait for this scanner's NOTIFY (re-checking every few seconds in case one was missed)."""
+                     scanner_id: int, max_jobs: int, wait: float, lease_seconds: float,
+                     may_claim: Callable[[], Awaitable[bool]] | None = None) -> list[ClaimedJob]:
+    """Claim now, or wait for this scanner's NOTIFY (re-checking every few seconds in case one was missed).
+
+    `may_claim` is asked before every claim after the first (the caller checked the first): a long poll of
+    a scanner that stopped being allowed to take work ends empty.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with notifier.subscription(scanner_id) as woken:
+        first = True
         while True:
             woken.clear()
-            async with jobs.connection() as conn, conn.transaction():
+            if not first and may_claim is not None and not await may_claim():
+                return []
+            first = False
+            # One statement (lease, attempt row): atomic on its own, so no BEGIN/COMMIT round trips.
+            async with jobs.connection() as conn:
                 rows = await repo.claim(conn, scanner_id, max_jobs, lease_seconds)
             if rows:
                 break

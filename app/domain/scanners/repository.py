@@ -135,19 +135,23 @@ async def insert_key(conn: AsyncConnection, scanner_id: int, key_id: str, key_ha
                        (scanner_id, key_id, key_hash))
 
 
-async def key_record(conn: AsyncConnection, key_id: str) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT k.key_hash, k.revoked_at IS NOT NULL AS revoked, s.id, s.name, s.status, s.rate_limit,"
-            " s.concurrency, s.bound_network::text AS bound_network"
-            " FROM scanner_keys k JOIN scanners s ON s.id = k.scanner_id WHERE k.key_id = %s", (key_id,))
-        return await cur.fetchone()
+_KEY_RECORD = (
+    "SELECT k.key_id, k.key_hash, k.revoked_at IS NOT NULL AS revoked, s.id, s.name, s.status, s.rate_limit,"
+    " s.concurrency, s.bound_network::text AS bound_network"
+    " FROM scanner_keys k JOIN scanners s ON s.id = k.scanner_id"
+)
 
 
-async def address_in(conn: AsyncConnection, address: str, network: str) -> bool:
-    cur = await conn.execute("SELECT %s::inet <<= %s::cidr", (address, network))
-    row = await cur.fetchone()
-    return bool(row and row[0])
+async def key_record(conn: AsyncConnection, key_id: str) -> tuple[Any, ...] | None:
+    """What authenticating one key needs, in one indexed lookup (scanner_keys.key_id is unique)."""
+    cur = await conn.execute(_KEY_RECORD + " WHERE k.key_id = %s", (key_id,))
+    return await cur.fetchone()
+
+
+async def active_key_records(conn: AsyncConnection, limit: int) -> list[tuple[Any, ...]]:
+    """Every unrevoked key with its scanner (at most `limit`), to fill ingest's key cache in one query."""
+    cur = await conn.execute(_KEY_RECORD + " WHERE k.revoked_at IS NULL LIMIT %s", (limit,))
+    return await cur.fetchall()
 
 
 async def flush_heartbeats(conn: AsyncConnection, ids: Sequence[int], at: Sequence[datetime],

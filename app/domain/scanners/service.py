@@ -10,12 +10,14 @@ from pathlib import Path
 
 import msgspec
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings
 from app.domain.audit.service import record
 from app.domain.events.service import emit
 from app.domain.scanners import keys
 from app.domain.scanners import repository as repo
+from app.domain.scanners.auth_cache import KeyRecord, Network, ScannerAuthCache
 from app.domain.scanners.schemas import (
     AuthenticatedScanner,
     EnrolAnswer,
@@ -181,18 +183,30 @@ async def enrol(conn: AsyncConnection, request: EnrolRequest, address: str) -> E
     return EnrolAnswer(scanner_id=target["id"], scanner_name=target["name"], key=key)
 
 
-async def authenticate(conn: AsyncConnection, presented: str | None, address: str) -> AuthenticatedScanner:
+def _check_key(rec: KeyRecord | None, presented: str, address: str) -> AuthenticatedScanner:
+    if rec is None or not keys.key_matches(presented, rec.key_hash):
+        raise Unauthorized("unknown API key", reason="unknown_key")
+    if rec.revoked:
+        raise Forbidden("this API key was revoked; re-enrol the scanner", reason="revoked_key")
+    if rec.status == "disabled":
+        raise Forbidden("this scanner is disabled", reason="scanner_disabled")
+    if rec.bound_network is not None and not _address_in(address, rec.bound_network):
+        raise Forbidden(f"this key is not accepted from {address}", reason="address_not_allowed")
+    return AuthenticatedScanner(id=rec.scanner_id, name=rec.name, status=rec.status,
+                                rate_limit=rec.rate_limit, concurrency=rec.concurrency, address=address)
+
+
+def _address_in(address: str, network: Network) -> bool:
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
+
+
+async def authenticate(cache: ScannerAuthCache, pool: AsyncConnectionPool, presented: str | None,
+                       address: str) -> AuthenticatedScanner:
+    """Key (constant-time hash compare), revocation, disabled, bound network; from ingest's key cache."""
     key_id = keys.split_key(presented or "")
     if key_id is None:
         raise Unauthorized("missing or malformed X-Mipo-Key header", reason="unknown_key")
-    rec = await repo.key_record(conn, key_id)
-    if rec is None or not keys.key_matches(presented or "", bytes(rec["key_hash"])):
-        raise Unauthorized("unknown API key", reason="unknown_key")
-    if rec["revoked"]:
-        raise Forbidden("this API key was revoked; re-enrol the scanner", reason="revoked_key")
-    if rec["status"] == "disabled":
-        raise Forbidden("this scanner is disabled", reason="scanner_disabled")
-    if rec["bound_network"] and not await repo.address_in(conn, address, rec["bound_network"]):
-        raise Forbidden(f"this key is not accepted from {address}", reason="address_not_allowed")
-    return AuthenticatedScanner(id=rec["id"], name=rec["name"], status=rec["status"],
-                                rate_limit=rec["rate_limit"], concurrency=rec["concurrency"], address=address)
+    return _check_key(await cache.lookup(pool, key_id), presented or "", address)

@@ -14,9 +14,11 @@ from app.web.factory import build_role_app
 def create_app(settings: Settings) -> Litestar:
     """Every route ingest serves is listed here: `/health` plus the scanner API and the installer."""
     runtime = IngestRuntime.create(settings)
-    return build_role_app(
+    app = build_role_app(
         settings, "ingest", ("config", "jobs", "results"),
         [*scanner_api.ROUTES, *install.ROUTES],
         extra_dependencies={"ingest_runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
         on_startup=[runtime.start], on_shutdown=[runtime.stop],
     )
+    app.state.ingest_runtime = runtime  # for the bare ASGI routes (scanner_route), which take no dependencies
+    return app

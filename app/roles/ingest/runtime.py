@@ -1,9 +1,10 @@
-"""Per-process ingest state: the LISTEN notifier, the heartbeat buffer, the write path, the agent zipapp."""
+"""Per-process ingest state: the LISTEN notifier, the key cache, the heartbeat buffer, the write path, the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from app.config import Settings
 from app.db.connect import Pools, conninfo
 from app.domain.ingest.service import IngestService
 from app.domain.jobs.notify import JobNotifier
+from app.domain.scanners.auth_cache import ScannerAuthCache
 from app.domain.scanners.heartbeats import HeartbeatBuffer
 from app.scanner.build import build_zipapp, sha256_hex
 
@@ -22,23 +24,27 @@ from app.scanner.build import build_zipapp, sha256_hex
 class IngestRuntime:
     settings: Settings
     notifier: JobNotifier
+    auth: ScannerAuthCache
     heartbeats: HeartbeatBuffer = field(default_factory=HeartbeatBuffer)
     agent: bytes = b""
     agent_sha256: str = ""
     service: IngestService | None = None
+    pools: Pools = field(default_factory=Pools)  # the app's pools (filled by its lifespan before start)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings) -> IngestRuntime:
         agent = build_zipapp()
-        return cls(settings=settings, notifier=JobNotifier(conninfo(settings, "jobs")), agent=agent,
-                   agent_sha256=sha256_hex(agent))
+        return cls(settings=settings, notifier=JobNotifier(conninfo(settings, "jobs")),
+                   auth=ScannerAuthCache(conninfo(settings, "config"), settings.scanner.auth_cache_seconds),
+                   agent=agent, agent_sha256=sha256_hex(agent))
 
     async def start(self, app: Litestar) -> None:
         pools: Pools = app.state.pools
+        self.pools = pools
         self.service = IngestService(pools.get("jobs"), pools.get("results"), self.settings.scanner.lease_seconds,
                                      pools.get("config"))
-        self._tasks = [asyncio.create_task(self.notifier.run()),
+        self._tasks = [asyncio.create_task(self.notifier.run()), asyncio.create_task(self.auth.run()),
                        asyncio.create_task(self.heartbeats.run(pools.get("config")))]
 
     async def stop(self, app: Litestar) -> None:
@@ -47,6 +53,14 @@ class IngestRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.pools.config is not None:
+            await self.heartbeats.final_flush(self.pools.config)  # the last few seconds of beats
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parsed once per distinct list (settings are immutable), not on every request."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in cidrs)
 
 
 def client_address(connection: ASGIConnection, settings: Settings) -> str:
@@ -56,8 +70,7 @@ def client_address(connection: ASGIConnection, settings: Settings) -> str:
         peer_ip = ipaddress.ip_address(peer)
     except ValueError:
         return "0.0.0.0"  # noqa: S104
-    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.ingest.trusted_proxies]
-    if any(peer_ip in net for net in trusted):
+    if any(peer_ip in net for net in _networks(tuple(settings.ingest.trusted_proxies))):
         hops = [h.strip() for h in connection.headers.get("x-forwarded-for", "").split(",") if h.strip()]
         if hops:
             with contextlib.suppress(ValueError):

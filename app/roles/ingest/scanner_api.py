@@ -2,6 +2,7 @@
 
 Bodies are decoded by `decode_body`, not Litestar's `data:` injection, so every body that does not fit is
 one kind of refusal: 422 `malformed` naming the field (Litestar would answer 400 and lose the field name).
+Heartbeat and claim, the calls every scanner makes all the time, are bare ASGI handlers (`scanner_post`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from litestar.di import Provide
 from psycopg import AsyncConnection
 
 from app.config import Settings
-from app.db.connect import Pools
 from app.domain.ingest.decoding import decode_body
 from app.domain.ingest.schemas import BatchAck
 from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress
@@ -22,16 +22,9 @@ from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
 from app.domain.scanners.versions import required_agent_version
 from app.roles.ingest.runtime import IngestRuntime, client_address
-from app.scanner.client import KEY_HEADER
+from app.roles.ingest.scanner_route import authenticated_scanner, scanner_post
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
-
-
-async def authenticated_scanner(request: Request, pools: Pools, settings: Settings) -> AuthenticatedScanner:
-    """Checked on every call (revocation applies at once): key hash, revocation, disabled, bound network."""
-    async with pools.get("config").connection() as conn:
-        return await scanners.authenticate(conn, request.headers.get(KEY_HEADER),
-                                           client_address(request, settings))
 
 
 SCANNER = {"scanner": Provide(authenticated_scanner)}
@@ -50,23 +43,27 @@ async def enrol(request: Request, config_conn: AsyncConnection, settings: Settin
     return await scanners.enrol(config_conn, data, client_address(request, settings))
 
 
-@post("/scanner/v1/heartbeat", dependencies=SCANNER, status_code=200)
-async def heartbeat(request: Request, scanner: AuthenticatedScanner, settings: Settings,
+@scanner_post("/scanner/v1/heartbeat", Heartbeat, "heartbeat")
+async def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, request: Request,
                     ingest_runtime: IngestRuntime) -> ScannerLimits:
-    data = decode_body(await request.body(), Heartbeat, "heartbeat")
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
-    return ScannerLimits(**limits(settings, scanner))  # type: ignore[arg-type]
+    return ScannerLimits(**limits(ingest_runtime.settings, scanner))  # type: ignore[arg-type]
 
 
-@post("/scanner/v1/claim", dependencies=SCANNER, status_code=200)
-async def claim(request: Request, scanner: AuthenticatedScanner, settings: Settings, pools: Pools,
+@scanner_post("/scanner/v1/claim", ClaimRequest, "claim")
+async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, request: Request,
                 ingest_runtime: IngestRuntime) -> ClaimAnswer:
-    data = decode_body(await request.body(), ClaimRequest, "claim")
-    jobs = []
+    settings, pools, jobs = ingest_runtime.settings, ingest_runtime.pools, []
+
+    async def may_claim() -> bool:
+        # Asked again before every claim of a long poll: a scanner drained (or disabled, or its key revoked)
+        # while it waits gets nothing (or its 403), not a job that appeared meanwhile.
+        return (await authenticated_scanner(request, ingest_runtime)).status != "draining"
+
     if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
         jobs = await claim_jobs(pools.get("jobs"), pools.get("results"), ingest_runtime.notifier, scanner.id,
                                 data.max_jobs, min(data.wait, settings.scanner.claim_long_poll),
-                                settings.scanner.lease_seconds)
+                                settings.scanner.lease_seconds, may_claim)
     return ClaimAnswer(jobs=jobs, **limits(settings, scanner))  # type: ignore[arg-type]
 
 

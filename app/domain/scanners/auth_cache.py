@@ -1,0 +1,170 @@
+"""Ingest's copy of the scanner keys: authentication without a query per request, never staler than a bound.
+
+Triggers (config migration 0210) announce every change to a key or to its scanner's status, limits or bound
+network on `mipo_scanner_auth`, in the changing transaction. One connection per ingest process LISTENs and
+drops the scanner's entries when such a change commits. The copy is trusted only while that connection is
+proven current: a probe round trip, made at least every `max_stale / 4` seconds and whenever the socket has
+data, delivers every notification committed before it started (the server sends pending notifications before
+it answers). With no probe completed within `max_stale` seconds — connection lost, database slow — every request
+reads the database again, so a revoked key, a disabled or draining scanner takes effect within `max_stale`
+seconds at worst, normally within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from app.domain.scanners import repository as repo
+
+log = logging.getLogger("mipo.scanners.auth")
+CHANNEL = "mipo_scanner_auth"
+PRELOAD_LIMIT = 50_000  # keys read at (re)connect; beyond that the copy fills on first use
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One key and its scanner, as authentication needs them."""
+
+    key_id: str
+    key_hash: bytes
+    revoked: bool
+    scanner_id: int
+    name: str
+    status: str
+    rate_limit: int
+    concurrency: int
+    bound_network: Network | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> KeyRecord:
+        key_id, key_hash, revoked, scanner_id, name, status, rate_limit, concurrency, network = row
+        return cls(key_id, bytes(key_hash), bool(revoked), int(scanner_id), name, status, int(rate_limit),
+                   int(concurrency), ipaddress.ip_network(network) if network else None)
+
+
+class ScannerAuthCache:
+    """Key records by key id, invalidated by the database's notifications; `max_stale = 0` disables it."""
+
+    def __init__(self, conninfo: str, max_stale: float = 2.0) -> None:
+        self.conninfo = conninfo
+        self.max_stale = max_stale
+        self.probe_interval = max_stale / 4
+        self._entries: dict[str, KeyRecord] = {}
+        self._by_scanner: dict[int, set[str]] = {}
+        # Bumped by every invalidation: a lookup that raced one does not store what it read.
+        self._generation = 0
+        self._confirmed_at = -math.inf  # start time of the last probe that completed on the listening connection
+        self.hits = 0
+        self.misses = 0
+
+    def current(self) -> bool:
+        """True while the copy may be used (a probe confirmed the listener within `max_stale` seconds)."""
+        return self.max_stale > 0 and time.monotonic() - self._confirmed_at <= self.max_stale
+
+    async def lookup(self, pool: AsyncConnectionPool, key_id: str) -> KeyRecord | None:
+        """The record of a key id (revoked keys included), from the copy when current, else one indexed query."""
+        if self.current():
+            cached = self._entries.get(key_id)
+            if cached is not None:
+                self.hits += 1
+                return cached
+        self.misses += 1
+        generation = self._generation
+        async with pool.connection() as conn:
+            row = await repo.key_record(conn, key_id)
+        if row is None:
+            return None  # unknown ids are not remembered: the next request asks again
+        record = KeyRecord.from_row(row)
+        if generation == self._generation and self.current():
+            self._store(record)
+        return record
+
+    def _store(self, record: KeyRecord) -> None:
+        previous = self._entries.get(record.key_id)
+        if previous is not None and previous.scanner_id != record.scanner_id:
+            self._by_scanner.get(previous.scanner_id, set()).discard(record.key_id)
+        self._entries[record.key_id] = record
+        self._by_scanner.setdefault(record.scanner_id, set()).add(record.key_id)
+
+    def invalidate(self, payload: str) -> None:
+        """Forget one scanner's keys (payload = its id), or everything (`*` or anything unexpected)."""
+        self._generation += 1
+        if payload.isdigit():
+            for key_id in self._by_scanner.pop(int(payload), ()):
+                self._entries.pop(key_id, None)
+        else:
+            self._entries.clear()
+            self._by_scanner.clear()
+
+    async def _preload(self, conn: psycopg.AsyncConnection) -> None:
+        generation = self._generation
+        rows = await repo.active_key_records(conn, PRELOAD_LIMIT)
+        if generation != self._generation:
+            return  # a change was announced while reading: what was read may be older than it
+        for row in rows:
+            self._store(KeyRecord.from_row(row))
+
+    async def _probe(self, conn: psycopg.AsyncConnection) -> None:
+        started = time.monotonic()
+        # A bare protocol Sync: a round trip that opens no transaction (so it commits nothing), before whose
+        # answer the server sends every pending notification; they reach `invalidate` before this returns.
+        await asyncio.wait_for(self._sync(conn), timeout=self.max_stale)
+        self._confirmed_at = started
+
+    @staticmethod
+    async def _sync(conn: psycopg.AsyncConnection) -> None:
+        async with conn.pipeline() as pipeline:
+            await pipeline.sync()
+
+    async def run(self) -> None:
+        """LISTEN, fill the copy, then probe; reconnect forever (the copy is unused while disconnected)."""
+        if self.max_stale <= 0:
+            return
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    conn.add_notify_handler(lambda note: self.invalidate(note.payload))
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.invalidate("*")  # whatever changed while nobody listened
+                    await self._preload(conn)
+                    delay = 0.5
+                    while True:
+                        await self._probe(conn)
+                        await _readable(conn.pgconn.socket, self.probe_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._confirmed_at = -math.inf
+                log.warning("LISTEN %s lost (%s); keys are read from the database until it is back", CHANNEL, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+async def _readable(fd: int, timeout: float) -> None:
+    """Wait until the socket has data (a notification, or the server closing it) or the timeout passes."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready, timeout)
+    finally:
+        loop.remove_reader(fd)
