@@ -8,7 +8,7 @@ import os
 import socket
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.scanner.engine import OpenPort
@@ -38,22 +38,42 @@ def test_workers_together_find_exactly_the_listening_ports_once() -> None:
     assert stats.open == len(ports) and stats.closed == len(probed) - len(ports)
 
 
+def _port_on_both(hosts: list[str], listen_on: int | None) -> list[socket.socket]:
+    """One port held on every host: listening on hosts[listen_on] (first in the list), bound elsewhere."""
+    while True:
+        first = socket.create_server((hosts[listen_on or 0], 0)) if listen_on is not None else socket.socket()
+        if listen_on is None:
+            first.bind((hosts[0], 0))
+        port, held = first.getsockname()[1], [first]
+        try:
+            for host in hosts:
+                if host != first.getsockname()[0]:
+                    held.append(socket.socket())
+                    held[-1].bind((host, port))
+        except OSError:  # taken there: try another port
+            for s in held:
+                s.close()
+            continue
+        return held
+
+
 def test_blocking_run_over_two_hosts_hands_out_every_probe_exactly_once() -> None:
     """The command line's path: chunks on demand (this process scans too), worker pipes on the scan's epoll."""
     hosts = [HOST, "127.83.0.2"]
-    listeners = [socket.create_server((h, 0)) for h in hosts for _ in range(3)]
-    closed = [socket.socket() for _ in range(200)]
-    for i, s in enumerate(closed):
-        s.bind((hosts[i % 2], 0))
-    ports = sorted({s.getsockname()[1] for s in listeners + closed})
-    expected = sorted((h, p) for h in hosts for p in ports
-                      if any(s.getsockname() == (h, p) for s in listeners))
+    # Every probed port is held on both hosts (listening, or bound only: surely closed), so no wildcard
+    # listener of another process can answer any probe.
+    with_listener = [_port_on_both(hosts, listen_on=i % 2) for i in range(6)]
+    listeners = [group[0] for group in with_listener]
+    held = [s for group in with_listener for s in group[1:]]
+    held += [s for _ in range(100) for s in _port_on_both(hosts, listen_on=None)]
+    ports = sorted({s.getsockname()[1] for s in listeners + held})
+    expected = sorted(s.getsockname() for s in listeners)
     found: list[OpenPort] = []
     try:
         scanner = ParallelScanner(rate=100000, concurrency=300, timeout=5.0, workers=3)
         stats = scanner.run_blocking([hosts], ",".join(map(str, ports)), found.append)
     finally:
-        for s in listeners + closed:
+        for s in listeners + held:
             s.close()
     assert sorted((f.ip, f.port) for f in found) == expected
     assert stats.attempts == stats.done == scanner.done == 2 * len(ports)
@@ -76,6 +96,7 @@ def test_stop_ends_the_workers_too() -> None:
             os.waitpid(worker.pid, os.WNOHANG)
 
 
+@settings(deadline=None)  # a shared, busy machine: no per-example time limit
 @given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=3),
        st.sets(st.integers(1, 65535), min_size=1, max_size=20), st.integers(0, 2000), st.integers(0, 2000))
 def test_probe_space_slices_are_the_scan_order(spans: list[tuple[int, int]], ports: set[int], a: int,
