@@ -3,11 +3,14 @@ and the "what changed" query for 10k changes against a plain primary-key lookup 
 
 Real PostgreSQL 17 + TimescaleDB (the test harness's server, started here). Run 1 is 125,000 hosts x 4 open
 ports; run 2 the same with 10,000 changes (2,500 each of closed, opened, banner changed, certificate changed),
-both fully covered by 128 complete jobs (/22 x 1-10000). Ingest = COPY of a run's rows (pre-rendered text, as
+both fully covered by 123 complete jobs (/22 x 1-10000). Ingest = COPY of a run's rows (pre-rendered text, as
 `psql \\copy` sends it) into the hypertable with its indexes; detection = `detect_changes_for_run` as the
-dispatcher role, in one transaction.
+dispatcher role, in one transaction, right after that run's COPY and coverage (a freshly ingested chunk, as in
+production). Each round uses fresh databases and a CHECKPOINT before every timed step, so neither side pays for
+the other's dirty buffers; ratios are taken within a round (same rows, same run) and the median over rounds is
+reported (the machine is shared, single rounds are noisy).
 
-    .venv/bin/python bench/changes.py [--hosts 125000] [--rounds 3]
+    .venv/bin/python bench/changes.py [--hosts 125000] [--rounds 5] [--steps]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -93,9 +97,10 @@ async def detect(dsn: str, run: int) -> tuple[float, int]:
         return time.perf_counter() - start, n
 
 
-async def what_changed(dsn: str, run: int, repeats: int = 7) -> tuple[float, float, float, float, int]:
-    """Best-of timings: the API's changes query for a run vs a plain PK range lookup of the same rows, end to end
-    (rows decoded into Python objects) and on the server alone (the same query counted, nothing sent)."""
+async def what_changed(dsn: str, run: int, repeats: int = 7) -> dict[str, float]:
+    """Median timings and per-repetition ratios: the API's changes query for a run vs a plain PK range lookup of
+    the same rows, end to end (rows decoded into Python objects) and on the server alone (the same query
+    counted, nothing sent)."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         cur = await conn.execute("SELECT min(id), max(id), count(*) FROM port_changes WHERE run_id = %s", (run,))
         row = await cur.fetchone()
@@ -124,26 +129,40 @@ async def what_changed(dsn: str, run: int, repeats: int = 7) -> tuple[float, flo
             await conn.execute(f"SELECT count(*) FROM (SELECT {CHANGE_COLUMNS} FROM port_changes"
                                " WHERE id BETWEEN %(lo)s AND %(hi)s ORDER BY id DESC) x", {"lo": lo, "hi": hi})
             plain_db.append(time.perf_counter() - start)
-        return min(ours), min(plain), min(ours_db), min(plain_db), int(count)
+        ratio = statistics.median(o / p for o, p in zip(ours, plain, strict=True))
+        db_ratio = statistics.median(o / p for o, p in zip(ours_db, plain_db, strict=True))
+        return {"ours": statistics.median(ours), "plain": statistics.median(plain), "ours_ratio": ratio,
+                "ours_db": statistics.median(ours_db), "plain_db": statistics.median(plain_db),
+                "db_ratio": db_ratio, "count": int(count)}
 
 
-def one_round(server: PostgresServer, creds: Path, hosts: int, prefix: str) -> dict[str, float]:
+def checkpoint(server: PostgresServer) -> None:
+    """Write out dirty buffers before a timed step, so it does not pay for the previous one's."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def one_round(server: PostgresServer, creds: Path, prefix: str, hosts: int,
+              runs: tuple[tuple[bytes, int], tuple[bytes, int]]) -> dict[str, float]:
     """Fresh databases, both runs ingested and detected; timings of this round."""
     dbs = server.create_appliance_databases(prefix=prefix)
     settings = make_settings(server, dbs, creds, "mipo_dispatcher")
     migrate_all(settings)
     owner = conninfo(settings, "results", as_owner=True)
     dispatcher = conninfo(settings, "results")
-    rows1, n1 = render(1, hosts, changed=False)
-    rows2, n2 = render(2, hosts, changed=True)
+    (rows1, n1), (rows2, n2) = runs
     out: dict[str, float] = {"rows1": n1, "rows2": n2}
+    checkpoint(server)
     out["copy1"] = copy_rows(owner, rows1)
     coverage(owner, 1, hosts)
+    checkpoint(server)
     out["detect1"], out["changes1"] = asyncio.run(detect(dispatcher, 1))
+    checkpoint(server)
     out["copy2"] = copy_rows(owner, rows2)
     coverage(owner, 2, hosts)
+    checkpoint(server)
     out["detect2"], out["changes2"] = asyncio.run(detect(dispatcher, 2))
-    out["ours"], out["plain"], out["ours_db"], out["plain_db"], out["count"] = asyncio.run(what_changed(dispatcher, 2))
+    out.update(asyncio.run(what_changed(dispatcher, 2)))
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         for db in dbs.values():  # free the space before the next round
             conn.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
@@ -154,39 +173,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=125_000, help="hosts per run (4 open ports each)")
     parser.add_argument("--steps", action="store_true", help="log the time of each detection step")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="repeat on fresh databases; the best time of each step is reported (shared machine)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="repeat on fresh databases; medians of the per-round ratios are reported")
     args = parser.parse_args()
     if args.steps:
         logging.basicConfig(level=logging.INFO, format="  %(message)s")
+    runs = (render(1, args.hosts, changed=False), render(2, args.hosts, changed=True))
     rounds: list[dict[str, float]] = []
     with running_postgres() as server, tempfile.TemporaryDirectory() as tmp:
         creds = Path(tmp)
         write_credentials(creds)
         for i in range(args.rounds):
-            r = one_round(server, creds, args.hosts, f"bench{i}_")
+            r = one_round(server, creds, f"bench{i}_", args.hosts, runs)
+            r["ratio1"], r["ratio2"] = r["detect1"] / r["copy1"], r["detect2"] / r["copy2"]
+            r["ratio"] = (r["detect1"] + r["detect2"]) / (r["copy1"] + r["copy2"])
             rounds.append(r)
             print(f"round {i + 1}: run 1 COPY {r['copy1']:.2f} s, detection {r['detect1']:.2f} s"
-                  f" ({r['detect1'] / r['copy1']:.2f}x); run 2 COPY {r['copy2']:.2f} s, detection"
-                  f" {r['detect2']:.2f} s ({r['detect2'] / r['copy2']:.2f}x)", flush=True)
+                  f" ({r['ratio1']:.2f}x); run 2 COPY {r['copy2']:.2f} s, detection {r['detect2']:.2f} s"
+                  f" ({r['ratio2']:.2f}x); both {r['ratio']:.2f}x", flush=True)
 
-    def best(key: str) -> float:
-        return min(r[key] for r in rounds)
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def spread(key: str) -> str:
+        return f"{min(r[key] for r in rounds):.2f}-{max(r[key] for r in rounds):.2f}"
 
     r0 = rounds[0]
-    copy1, detect1, copy2, detect2 = best("copy1"), best("detect1"), best("copy2"), best("detect2")
     print(f"observations: run 1 {int(r0['rows1']):,} rows, run 2 {int(r0['rows2']):,} rows"
-          f" ({int(r0['rows1'] + r0['rows2']):,} in all); best of {len(rounds)} round(s)")
-    print(f"run 1 (baseline): COPY {copy1:.2f} s, detection {detect1:.2f} s -> {detect1 / copy1:.2f}x,"
-          f" {int(r0['changes1'])} changes")
-    print(f"run 2:            COPY {copy2:.2f} s, detection {detect2:.2f} s -> {detect2 / copy2:.2f}x,"
-          f" {int(r0['changes2']):,} changes")
-    print(f"both runs: detection / ingest = {(detect1 + detect2) / (copy1 + copy2):.2f}x (target <= 0.5x)")
-    ours, plain, ours_db, plain_db = best("ours"), best("plain"), best("ours_db"), best("plain_db")
-    print(f"what changed in run 2 ({int(r0['count']):,} changes), rows decoded in Python: {ours * 1000:.1f} ms"
-          f" vs plain PK lookup {plain * 1000:.1f} ms -> {ours / plain:.2f}x (target < 100 ms)")
-    print(f"what changed in run 2, on the server: {ours_db * 1000:.1f} ms vs plain PK lookup"
-          f" {plain_db * 1000:.1f} ms -> {ours_db / plain_db:.2f}x")
+          f" ({int(r0['rows1'] + r0['rows2']):,} in all); medians of {len(rounds)} round(s), range in brackets")
+    print(f"run 1 (baseline): COPY {med('copy1'):.2f} s, detection {med('detect1'):.2f} s ->"
+          f" {med('ratio1'):.2f}x [{spread('ratio1')}], {int(r0['changes1'])} changes")
+    print(f"run 2:            COPY {med('copy2'):.2f} s, detection {med('detect2'):.2f} s ->"
+          f" {med('ratio2'):.2f}x [{spread('ratio2')}], {int(r0['changes2']):,} changes")
+    print(f"both runs: detection / ingest = {med('ratio'):.2f}x [{spread('ratio')}] (target <= 0.5x)")
+    print(f"what changed in run 2 ({int(r0['count']):,} changes), rows decoded in Python: {med('ours') * 1000:.1f} ms"
+          f" vs plain PK lookup {med('plain') * 1000:.1f} ms -> {med('ours_ratio'):.2f}x (target < 100 ms)")
+    print(f"what changed in run 2, on the server: {med('ours_db') * 1000:.1f} ms vs plain PK lookup"
+          f" {med('plain_db') * 1000:.1f} ms -> {med('db_ratio'):.2f}x")
     return 0
 
 
