@@ -63,16 +63,24 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(n, strict=False) for n in cidrs)
 
 
+@functools.lru_cache(maxsize=16384)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A parsed address, or None; remembered, as the same few proxies and scanners call all day."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def client_address(connection: ASGIConnection, settings: Settings) -> str:
     """The peer, or the last X-Forwarded-For hop when the peer is a trusted proxy (Traefik appends it)."""
-    peer = connection.client.host if connection.client else "0.0.0.0"  # noqa: S104 (unknown peer, never bound)
-    try:
-        peer_ip = ipaddress.ip_address(peer)
-    except ValueError:
-        return "0.0.0.0"  # noqa: S104
-    if any(peer_ip in net for net in _networks(tuple(settings.ingest.trusted_proxies))):
+    peer_ip = _address(connection.client.host if connection.client else "")
+    if peer_ip is None:
+        return "0.0.0.0"  # noqa: S104 (unknown peer, never bound)
+    if settings.ingest.trusted_proxies and any(
+            peer_ip in net for net in _networks(tuple(settings.ingest.trusted_proxies))):
         hops = [h.strip() for h in connection.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        if hops:
-            with contextlib.suppress(ValueError):
-                return str(ipaddress.ip_address(hops[-1]))
+        forwarded = _address(hops[-1]) if hops else None
+        if forwarded is not None:
+            return str(forwarded)
     return str(peer_ip)

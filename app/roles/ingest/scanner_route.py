@@ -29,14 +29,23 @@ Handler = Callable[[T, AuthenticatedScanner, Request, IngestRuntime], Awaitable[
 _JSON = [(b"content-type", b"application/json")]
 MAX_BODY_BYTES = 64 * 1024  # a heartbeat or a claim is well under 1 KiB
 _encoder = msgspec.json.Encoder()
+_KEY_HEADER = KEY_HEADER.lower().encode("latin-1")
 
 
 async def authenticated_scanner(request: Request, ingest_runtime: IngestRuntime) -> AuthenticatedScanner:
     """Checked on every call: key hash, revocation, disabled, bound network (from the key cache, which a change
     in the database invalidates at once, and which is never trusted longer than `auth_cache_seconds`)."""
     rt = ingest_runtime
-    return await scanners.authenticate(rt.auth, rt.pools.get("config"), request.headers.get(KEY_HEADER),
+    return await scanners.authenticate(rt.auth, rt.pools.get("config"), _presented_key(request.scope),
                                        client_address(request, rt.settings))
+
+
+def _presented_key(scope: Scope) -> str | None:
+    # Straight from the ASGI headers: building Litestar's Headers multidict costs more than the lookup.
+    for name, value in scope["headers"]:
+        if name == _KEY_HEADER:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 async def _body(receive: Receive) -> bytes:
