@@ -123,8 +123,8 @@ INSERT INTO mipo_diff SELECT * FROM d WHERE known
 
 # A port observed more than once in the run (a retried job) is judged by its latest observation. For known
 # ports (few rows: only those that differ) drop superseded copies here — inside the diff, and where a later
-# observation equal to the known state left no row in it. Copies of *new* ports are resolved by inserting
-# latest first with ON CONFLICT DO NOTHING (below), which costs nothing when there are none.
+# observation equal to the known state left no row in it. Copies of *new* ports are resolved when their plain
+# insert fails on the key (STATE_INSERT_NEW_LATEST below), which costs nothing when there are none.
 DEDUPE_KNOWN = """
 DELETE FROM mipo_diff WHERE ctid IN (
     SELECT ctid FROM (
