@@ -27,8 +27,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import set_json_loads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -114,6 +116,7 @@ async def what_changed(dsn: str, run: int, repeats: int = 7) -> dict[str, float]
             assert len(got) == count
             start = time.perf_counter()
             async with conn.cursor(row_factory=class_row(PortChangeRead)) as c:
+                set_json_loads(msgspec.json.decode, c)  # decoded as list_changes decodes them
                 await c.execute(f"SELECT {CHANGE_COLUMNS} FROM port_changes WHERE id BETWEEN %s AND %s"
                                 " ORDER BY id DESC", (lo, hi))
                 assert len(await c.fetchall()) == count

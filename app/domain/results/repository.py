@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+from psycopg.types.json import set_json_loads
 
 from app.domain.results.schemas import (
     ChangeFilter,
@@ -151,6 +153,8 @@ async def list_observations(conn: AsyncConnection, params: dict[str, Any], limit
 async def list_changes(conn: AsyncConnection, f: ChangeFilter, limit: int,
                        before_id: int | None = None) -> list[PortChangeRead]:
     async with conn.cursor(row_factory=class_row(PortChangeRead)) as cur:
+        # Two jsonb values per change: decoding them with json.loads costs more than the query (10k changes).
+        set_json_loads(msgspec.json.decode, cur)
         await cur.execute(CHANGES + " LIMIT %(limit)s", {**_filter_params(f), "before_id": before_id, "limit": limit})
         return await cur.fetchall()
 
