@@ -40,7 +40,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,12 +66,30 @@ RUNNER = (
 )
 
 
+# Asks each disputed port once more with a plain blocking connect (3 s), to tell which tool was wrong.
+ARBITER = (
+    "import socket, sys\n"
+    "for item in sys.argv[1:]:\n"
+    "    ip, port = item.rsplit(':', 1)\n"
+    "    try:\n"
+    "        socket.create_connection((ip, int(port)), timeout=3).close()\n"
+    "        verdict = 'open'\n"
+    "    except ConnectionRefusedError:\n"
+    "        verdict = 'closed (refused)'\n"
+    "    except OSError as exc:\n"
+    "        verdict = f'no connection ({exc.strerror or exc})'\n"
+    "    print(item, verdict)\n"
+)
+
+
 @dataclass
 class Run:
+    tool: str
     wall: float
     cpu: float
     open: set[tuple[str, int]]
     attempts: int = 0
+    reasons: dict[tuple[str, int], str] = field(default_factory=dict)  # nmap's reason per open port
 
 
 class Runner:
@@ -93,6 +111,10 @@ class Runner:
         if out["rc"] != 0:
             raise RuntimeError(f"{argv[0]} failed ({out['rc']}): {out['err']}")
         return float(out["wall"]), float(out["cpu"]), str(out["out"])
+
+    def output(self, argv: list[str]) -> str:
+        cmd = [*self.prefix, shlex.join(argv)] if self.remote else [*self.prefix, *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
 def run(argv: list[str]) -> None:
@@ -157,14 +179,14 @@ def nmap_argv(targets: str, ports: str) -> list[str]:
 def run_nmap(runner: Runner, targets: str, ports: str) -> tuple[Run, str]:
     seconds, cpu, out = runner.timed(nmap_argv(targets, ports))
     root = ET.fromstring(out)  # noqa: S314 (nmap output of our own run)
-    found = set()
+    reasons = {}
     for host in root.iter("host"):
         addr = host.find("address")
         for port in host.iter("port"):
             state = port.find("state")
             if addr is not None and state is not None and state.get("state") == "open":
-                found.add((str(addr.get("addr")), int(port.get("portid", "0"))))
-    return Run(seconds, cpu, found), str(root.get("args", ""))
+                reasons[(str(addr.get("addr")), int(port.get("portid", "0")))] = str(state.get("reason"))
+    return Run("nmap", seconds, cpu, set(reasons), reasons=reasons), str(root.get("args", ""))
 
 
 def agent_argv(python: str, agent: str, first: str, last: str, ports: str, args: argparse.Namespace) -> list[str]:
@@ -177,7 +199,7 @@ def agent_argv(python: str, agent: str, first: str, last: str, ports: str, args:
 def run_agent(runner: Runner, argv: list[str]) -> Run:
     seconds, cpu, out = runner.timed(argv)
     data = json.loads(out)
-    return Run(seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"]))
+    return Run("agent", seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"]))
 
 
 def short(argv: list[str], limit: int = 160) -> str:
@@ -219,9 +241,18 @@ def compare(runner: Runner, name: str, agent: str, first: str, last: str, nmap_t
           f" (target <= 0.5x)")
     print(f"  same open ports in every round: {'yes' if same else 'NO'} ({len(nmaps[0].open)} open)")
     if not same:
-        for r in agents + nmaps:
-            extra, missing = sorted(r.open - nmaps[0].open)[:10], sorted(nmaps[0].open - r.open)[:10]
-            print(f"    only here: {extra}  missing here: {missing}")
+        everywhere = set.intersection(*(r.open for r in agents + nmaps))
+        for i, r in enumerate(agents + nmaps):
+            if r.open != everywhere:
+                extra = sorted(r.open - everywhere)[:10]
+                why = ", ".join(f"{ip}:{port} ({r.reasons[(ip, port)]})" if (ip, port) in r.reasons else f"{ip}:{port}"
+                                for ip, port in extra)
+                print(f"    {r.tool} round {i % len(agents) + 1} alone reported open: {why}")
+        disputed = sorted(set.union(*(r.open for r in agents + nmaps)) - everywhere)[:20]
+        print("    a plain connect now says:")
+        verdicts = runner.output([runner.python, "-c", ARBITER, *(f"{ip}:{port}" for ip, port in disputed)])
+        for line in verdicts.splitlines():
+            print(f"      {line}")
     print(f"  agent: {attempts} connect attempts, cpu {a_cpu:.2f} s -> {attempts / max(a_cpu, 1e-6):,.0f} connects/s"
           f" per core (target >= 10,000)")
     return same and a_wall <= 0.5 * n_wall
