@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from litestar import Litestar
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 
 from app.config import Settings
 from app.db.connect import Pools, conninfo
@@ -55,6 +56,10 @@ class IngestRuntime:
                 await task
         if self.pools.config is not None:
             await self.heartbeats.final_flush(self.pools.config)  # the last few seconds of beats
+
+
+# Handlers declare `ingest_runtime: Runtime`: the app's one IngestRuntime (a dependency provided by create_app).
+Runtime = NamedDependency[IngestRuntime]
 
 
 @functools.lru_cache(maxsize=8)

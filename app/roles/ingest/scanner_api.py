@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from litestar import Request, post
-from litestar.di import Provide
-from psycopg import AsyncConnection
+from litestar.di import NamedDependency, Provide
 
 from app.config import Settings
 from app.domain.ingest.decoding import decode_body
@@ -21,13 +20,16 @@ from app.domain.jobs.service import claim_jobs
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
 from app.domain.scanners.versions import required_agent_version
-from app.roles.ingest.runtime import IngestRuntime, client_address
+from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
 from app.roles.ingest.scanner_route import authenticated_scanner, scanner_post
+from app.web.deps import AppSettings, ConfigConn
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
+# Routes with `dependencies=SCANNER` declare `scanner: Scanner`: the caller, authenticated by its key.
 SCANNER = {"scanner": Provide(authenticated_scanner)}
+Scanner = NamedDependency[AuthenticatedScanner]
 
 
 def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, object]:
@@ -38,7 +40,7 @@ def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, objec
 
 
 @post("/scanner/v1/enrol", status_code=200)
-async def enrol(request: Request, config_conn: AsyncConnection, settings: Settings) -> EnrolAnswer:
+async def enrol(request: Request, config_conn: ConfigConn, settings: AppSettings) -> EnrolAnswer:
     data = decode_body(await request.body(), EnrolRequest, "enrolment")
     return await scanners.enrol(config_conn, data, client_address(request, settings))
 
@@ -68,21 +70,21 @@ async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, request: Requ
 
 
 @post("/scanner/v1/batches", dependencies=SCANNER, status_code=200, request_max_body_size=MAX_BATCH_BYTES)
-async def result_batch(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> BatchAck:
+async def result_batch(request: Request, scanner: Scanner, ingest_runtime: Runtime) -> BatchAck:
     # Raw body decoded by msgspec in the service: a bad batch is 422 `malformed`, never a crash.
     assert ingest_runtime.service is not None
     return await ingest_runtime.service.store_batch(scanner, await request.body())
 
 
 @post("/scanner/v1/progress", dependencies=SCANNER, status_code=200)
-async def progress(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+async def progress(request: Request, scanner: Scanner, ingest_runtime: Runtime) -> Ack:
     data = decode_body(await request.body(), Progress, "progress")
     assert ingest_runtime.service is not None
     return await ingest_runtime.service.progress(scanner, data.job_id, data.lease_token, data.scanned)
 
 
 @post("/scanner/v1/complete", dependencies=SCANNER, status_code=200)
-async def complete(request: Request, scanner: AuthenticatedScanner, ingest_runtime: IngestRuntime) -> Ack:
+async def complete(request: Request, scanner: Scanner, ingest_runtime: Runtime) -> Ack:
     data = decode_body(await request.body(), Complete, "completion")
     assert ingest_runtime.service is not None
     return await ingest_runtime.service.complete(scanner, data)

@@ -21,7 +21,7 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPSc
 from app.domain.ingest.decoding import decode_body
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner
-from app.roles.ingest.runtime import IngestRuntime, client_address
+from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
 from app.scanner.client import KEY_HEADER
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ _encoder = msgspec.json.Encoder()
 _KEY_HEADER = KEY_HEADER.lower().encode("latin-1")
 
 
-async def authenticated_scanner(request: Request, ingest_runtime: IngestRuntime) -> AuthenticatedScanner:
+async def authenticated_scanner(request: Request, ingest_runtime: Runtime) -> AuthenticatedScanner:
     """Checked on every call: key hash, revocation, disabled, bound network (from the key cache, which a change
     in the database invalidates at once, and which is never trusted longer than `auth_cache_seconds`)."""
     rt = ingest_runtime
