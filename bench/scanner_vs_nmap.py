@@ -273,6 +273,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4000)
     parser.add_argument("--timeout-ms", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=0, help="agent processes (default: its own choice)")
+    parser.add_argument("--agent-pyz", metavar="FILE", help="bench this agent build (e.g. an older one) instead"
+                        " of building one from this tree")
     args = parser.parse_args()
     where = f"lab:{args.lab}" if args.lab else args.where
     defaults = {"netns": ("198.19.82.1", NETNS_NET), "loopback": ("127.82.0.1", "127.82.1.0/24")}
@@ -303,7 +305,7 @@ def main() -> int:
             if where == "loopback":
                 for sock in loopback_listeners(host, net):
                     stack.callback(sock.close)
-        runner.put(build_zipapp(), agent)
+        runner.put(Path(args.agent_pyz).read_bytes() if args.agent_pyz else build_zipapp(), agent)
         version = "" if args.lab else f"; nmap {nmap_version()}"
         print(f"where: {where}; agent interpreter {python}{version}; {os.cpu_count()} CPUs here,"
               f" load {os.getloadavg()[0]:.2f} at start", flush=True)
