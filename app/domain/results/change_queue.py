@@ -30,7 +30,7 @@ PER_PASS = 20  # runs detected in one dispatcher pass at most
 
 def retry_after(attempts: int) -> float:
     """Seconds until the next attempt after `attempts` failed ones: doubling from RETRY_FIRST_SECONDS, capped."""
-    return min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** max(0, attempts - 1))
+    return min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** min(max(0, attempts - 1), 32))
 
 
 async def owe(jobs: AsyncConnection, run_ids: list[int]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from psycopg import AsyncConnection
 
 from app.config import Settings
@@ -15,8 +13,6 @@ from app.domain.results.change_queue import detect_owed, owe
 from app.domain.runs import repository as repo
 from app.domain.runs.schemas import JobRead, RunRead, RunRequestCreate, RunRequestRead
 from app.errors import NotFound
-
-log = logging.getLogger("mipo.runs")
 
 
 async def request_run(config: AsyncConnection, actor: str, data: RunRequestCreate) -> RunRequestRead:
