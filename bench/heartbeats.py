@@ -8,9 +8,11 @@ them to ingest. Measured over the window, after a warm-up:
 - ingest's CPU (utime + stime of its process, from /proc/<pid>/stat) as % of one core — target < 5%;
 - commits/s (`xact_commit` of the appliance's databases in pg_stat_database; read-only transactions count
   too) — target < 10/s;
-- answers (all must be 200) and their latency, and that every scanner is online afterwards.
+- answers (all must be 200) and their latency, and that every scanner is online afterwards;
+- as a peer, the same load against a bare ASGI app (no framework, no work) under the same uvicorn settings:
+  the HTTP server's own per-request cost on this machine, which the target has to fit in as well.
 
-    .venv/bin/python bench/heartbeats.py [--scanners 10000] [--interval 60] [--warmup 15] [--duration 60]
+    .venv/bin/python bench/heartbeats.py [--scanners 10000] [--interval 60] [--warmup 15] [--duration 60] [--floor 30]
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import math
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +36,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.domain.scanners import keys
 from tests.integration.test_scanner_support import IngestEnv, ingest_env
-from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.postgres import PostgresServer, free_port, running_postgres
+from tests.support.services import stop_process
 
+# The peer: what uvicorn (uvloop + httptools, as ingest runs it) costs to answer a small JSON body, and nothing else.
+FLOOR_APP = """
+import sys, uvicorn
+BODY = b'{"server_time": "2026-01-01T00:00:00Z", "heartbeat_interval": 60.0, "lease_seconds": 300.0}'
+async def app(scope, receive, send):
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
+    await send({"type": "http.response.body", "body": BODY})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, lifespan="off",
+            server_header=False, timeout_keep_alive=120)
+"""
 CPU_TARGET = 5.0      # % of one core
 COMMITS_TARGET = 10.0  # per second
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -116,6 +135,37 @@ async def heartbeat_load(port: int, scanner_keys: list[str], interval: float, se
     return latencies, statuses
 
 
+def floor_cpu(scanner_keys: list[str], args: argparse.Namespace) -> float:
+    """% of one core a bare ASGI app under the same uvicorn settings spends on the same load."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        window: dict[str, float] = {}
+
+        async def run() -> None:
+            load = asyncio.create_task(heartbeat_load(port, scanner_keys, args.interval, 5 + args.floor,
+                                                      args.connections))
+            await asyncio.sleep(5)
+            window["cpu0"], window["t0"] = process_cpu_seconds(proc.pid), time.monotonic()
+            await asyncio.sleep(args.floor)
+            window["cpu1"], window["t1"] = process_cpu_seconds(proc.pid), time.monotonic()
+            await load
+
+        asyncio.run(run())
+        return 100 * (window["cpu1"] - window["cpu0"]) / (window["t1"] - window["t0"])
+    finally:
+        stop_process(proc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scanners", type=int, default=10_000)
@@ -123,6 +173,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=60.0, help="measured window, seconds")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (Traefik's pool)")
+    parser.add_argument("--floor", type=float, default=30.0, help="window of the bare-ASGI peer, seconds (0: skip)")
     args = parser.parse_args()
     timings = {"heartbeat_interval": args.interval, "offline_after": 2 * args.interval}
     with running_postgres() as pg, tempfile.TemporaryDirectory() as tmp, \
@@ -154,6 +205,7 @@ def main() -> int:
         latencies, statuses = asyncio.run(run())
         online = env.query("config", "SELECT count(*) FROM scanners WHERE name LIKE 'hb-%%'"
                            " AND last_heartbeat_at > now() - make_interval(secs => %s)", (args.interval + 5,))[0][0]
+    floor = floor_cpu(scanner_keys, args) if args.floor > 0 else math.nan
     elapsed = window["t1"] - window["t0"]
     cpu = 100 * (window["cpu1"] - window["cpu0"]) / elapsed
     commits_all, commits_config = window["all"] / elapsed, window["config"] / elapsed
@@ -166,6 +218,8 @@ def main() -> int:
           f" p95 {lat[int(0.95 * (len(lat) - 1))] * 1000:.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))] * 1000:.1f} ms")
     print(f"  scanners online afterwards: {online:,} of {args.scanners:,}")
     print(f"  ingest CPU   : {cpu:5.2f}% of one core  (target < {CPU_TARGET:g}%: {cpu / CPU_TARGET:.2f}x the budget)")
+    print(f"  peer: a bare ASGI app under the same uvicorn and load: {floor:5.2f}% of one core"
+          f" (ingest = {cpu / floor:.2f}x that floor)")
     print(f"  commits/s    : {commits_all:5.2f} in the three databases, {commits_config:.2f} in config"
           f"  (target < {COMMITS_TARGET:g}/s: {commits_all / COMMITS_TARGET:.2f}x the budget)")
     ok = statuses.keys() == {200} and online == args.scanners
