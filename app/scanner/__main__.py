@@ -86,7 +86,7 @@ def scan(args: argparse.Namespace) -> int:
         return 2
     ports = parse_ports(args.ports)
     found: list[tuple[str, int]] = []
-    workers = plan_workers(count_addresses(ranges) * count_ports(ports), args.rate, args.workers)
+    workers = plan_workers(count_addresses(ranges) * count_ports(ports), args.workers)
     if workers > 1:
         parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers)
         targets = [[str(a), str(b)] for a, b in ranges]
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_scan.add_argument("--rate", type=float, default=20000)
     p_scan.add_argument("--concurrency", type=int, default=2000)
     p_scan.add_argument("--timeout-ms", type=int, default=1000)
-    p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big, fast scans)")
+    p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big scans)")
     sub.add_parser("worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command in ("enrol", "run"):

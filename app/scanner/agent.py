@@ -170,8 +170,8 @@ class Agent:
         timeout = float(options.get("timeout_ms", 1000)) / 1000.0
         want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
         probes_total = count_addresses(ranges) * count_ports(ports)
-        # Auto (workers = 0): one process per core, only for jobs big and fast enough to pay for starting them.
-        workers = plan_workers(probes_total, rate, self.settings.workers)
+        # Auto (workers = 0): one process per core, only for jobs big enough to pay for starting them.
+        workers = plan_workers(probes_total, self.settings.workers)
         parallel = ParallelScanner(rate, self.concurrency, timeout, workers) if workers > 1 else None
         scanner = ConnectScanner(rate, self.concurrency, timeout)
 

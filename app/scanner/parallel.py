@@ -1,7 +1,7 @@
 """Spread one scan over several processes (one per CPU core): this process scans too, workers help.
 
 A connect scan is bound by per-probe CPU, mostly kernel time (about 5-10 µs per probe), so one process
-tops out near 100k probes/s. Only a rate above what one process sustains is worth more processes.
+tops out near 100-150k probes/s on closed ports, less when probes wait on timeouts.
 The probes are numbered (`ProbeSpace`) and handed out in chunks on demand, this process included, so a
 process that starts late (a worker needs ~40 ms to boot) or gets less CPU simply takes fewer chunks.
 Each process runs at rate/N and concurrency/N. Workers (`worker.py`, started lean with posix_spawn: no
@@ -13,7 +13,6 @@ code runs inside the agent's asyncio loop and in a plain `scan` command.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -24,8 +23,6 @@ from .ports import ProbeSpace, parse_ports, parse_targets
 
 # Below this many probes one process finishes before extra ones would have started.
 PARALLEL_MIN_PROBES = 16384
-# Probes/s one process sustains with room to spare; above it another process pays for itself.
-PER_PROCESS_RATE = 40000
 _COUNTED = ("attempts", "open", "closed", "filtered", "errors")
 # Chunks: small enough that the last ones even out the processes, big enough that asking costs nothing.
 _CHUNK_MIN, _CHUNK_MAX = 256, 4096
@@ -35,13 +32,12 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def plan_workers(probes: int, rate: float, configured: int = 0) -> int:
-    """Processes for a scan: as configured, else one per core when the job is big and the rate needs it."""
+def plan_workers(probes: int, configured: int = 0) -> int:
+    """Processes for a scan: as configured, else one per core for a big job (a rate-bound job loses nothing
+    by it, and one whose probes wait on timeouts keeps its CPU headroom)."""
     if configured > 0:
         return configured
-    if probes < PARALLEL_MIN_PROBES:
-        return 1
-    return max(1, min(default_workers(), math.ceil(rate / PER_PROCESS_RATE)))
+    return default_workers() if probes >= PARALLEL_MIN_PROBES else 1
 
 
 def _package_root() -> str:
