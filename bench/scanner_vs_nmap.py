@@ -309,6 +309,9 @@ def main() -> int:
         version = "" if args.lab else f"; nmap {nmap_version()}"
         print(f"where: {where}; agent interpreter {python}{version}; {os.cpu_count()} CPUs here,"
               f" load {os.getloadavg()[0]:.2f} at start", flush=True)
+        print(f"agent at --rate {args.rate} --concurrency {args.concurrency} --timeout-ms {args.timeout_ms}"
+              " (nmap -T4 has no rate cap; a scanner added with the appliance's defaults runs at 20000/s,"
+              " concurrency 2000)")
         if args.case in ("both", "full"):
             note = f" ({args.filtered} ports silently dropped)" if args.filtered and where == "netns" else ""
             ok &= compare(runner, f"full TCP range of {host}{note}", agent, str(host), str(host), str(host), "1-65535",
