@@ -11,6 +11,7 @@ from app.config import ConfigError, Settings, load_settings
 
 DEFAULT_CONFIG = "/etc/mipo/mipo.toml"
 HTTP_ROLES = ("manager", "ingest", "backup")
+EXIT_PENDING = 3  # `migrate --check`: a migration is pending (1 means the check itself failed)
 
 
 def _serve(settings: Settings, role: str) -> int:
@@ -36,12 +37,32 @@ def _serve(settings: Settings, role: str) -> int:
     return 0
 
 
-def _create_admin(settings: Settings, username: str, password_file: str) -> int:
+def _migrate_check(settings: Settings) -> int:
+    """`migrate --check`: 0 when every migration is applied, EXIT_PENDING when one is not, 1 when unknown."""
+    import psycopg
+
+    from app.db.migrate import MigrationError, pending_all
+
+    try:
+        pending = pending_all(settings)
+    except MigrationError as exc:
+        print(f"mipo: migrate --check: {exc}", file=sys.stderr)
+        return 1
+    except (psycopg.Error, OSError) as exc:
+        print(f"mipo: migrate --check failed: {type(exc).__name__}: {exc}".strip(), file=sys.stderr)
+        return 1
+    for database, names in pending.items():
+        print(f"{database}: pending {', '.join(names)}" if names else f"{database}: up to date")
+    return EXIT_PENDING if any(pending.values()) else 0
+
+
+def _create_admin(settings: Settings, username: str, password_file: str, *, only_if_no_users: bool = False) -> int:
     import asyncio
 
     import psycopg
 
     from app.db.connect import conninfo
+    from app.domain.users.repository import count_users
     from app.domain.users.service import ensure_admin
     from app.errors import DomainError
 
@@ -52,9 +73,11 @@ def _create_admin(settings: Settings, username: str, password_file: str) -> int:
         print(f"mipo: create-admin: cannot read {password_file}: {exc.strerror}", file=sys.stderr)
         return 1
 
-    async def run() -> bool:
+    async def run() -> bool | None:
         async with await psycopg.AsyncConnection.connect(conninfo(settings, "config")) as conn:
             async with conn.transaction():
+                if only_if_no_users and await count_users(conn, query=None) > 0:
+                    return None
                 return await ensure_admin(conn, "deploy", username, password)
 
     try:
@@ -65,7 +88,9 @@ def _create_admin(settings: Settings, username: str, password_file: str) -> int:
     except psycopg.Error as exc:
         print(f"mipo: create-admin failed: {type(exc).__name__}: {exc}".strip(), file=sys.stderr)
         return 1
-    if created:
+    if created is None:
+        print("the config database has users; no first admin created")
+    elif created:
         print(f"created admin {username!r}; the password must be changed at first login")
     else:
         print(f"user {username!r} already exists; left unchanged")
@@ -91,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="mipo runtime entry points")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply the migrations of the three databases (idempotent)")
+    migrate = sub.add_parser("migrate", help="apply the migrations of the three databases (idempotent)")
+    migrate.add_argument("--check", action="store_true",
+                         help=f"apply nothing; exit {EXIT_PENDING} when a migration is pending, 1 when it cannot tell")
     serve = sub.add_parser("serve", help="run an HTTP role")
     serve.add_argument("role", choices=HTTP_ROLES)
     sub.add_parser("dispatcher", help="run the dispatcher (single instance; standby while another runs)")
@@ -101,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin = sub.add_parser("create-admin", help="create the first admin unless it exists (password change forced)")
     admin.add_argument("--username", default="admin")
     admin.add_argument("--password-file", required=True, help="file holding the initial password (root-only)")
+    admin.add_argument("--if-no-users", action="store_true",
+                       help="create it only when the config database has no user at all (the deploy's first admin)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -116,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         from app.db.migrate import MigrationError, migrate_all
 
+        if args.check:
+            return _migrate_check(settings)
         try:
             for report in migrate_all(settings):
                 print(report.line())
@@ -129,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.role)
     if args.command == "create-admin":
-        return _create_admin(settings, args.username, args.password_file)
+        return _create_admin(settings, args.username, args.password_file, only_if_no_users=args.if_no_users)
     if args.command == "retention":
         return _retention(settings)
     if args.command == "backup-now":

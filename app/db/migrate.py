@@ -37,7 +37,8 @@ def migration_files(database: DatabaseName) -> list[tuple[str, str]]:
     return sorted((f.name, f.read_text()) for f in tree.iterdir() if f.name.endswith(".sql"))
 
 
-def _checksum(sql: str) -> str:
+def checksum(sql: str) -> str:
+    """What `mipo_schema_migrations.checksum` records for a migration's SQL (the deploy compares it too)."""
     return hashlib.sha256(sql.encode()).hexdigest()
 
 
@@ -55,7 +56,7 @@ def migrate_database(dsn: str, database: DatabaseName) -> MigrationReport:
             done: dict[str, str] = dict(conn.execute("SELECT name, checksum FROM mipo_schema_migrations").fetchall())
             for name, sql in migration_files(database):
                 if name in done:
-                    if done[name] != _checksum(sql):
+                    if done[name] != checksum(sql):
                         raise MigrationError(
                             f"{database}: migration {name} was changed after it was applied; "
                             "add a new migration instead of editing an old one"
@@ -67,7 +68,7 @@ def migrate_database(dsn: str, database: DatabaseName) -> MigrationReport:
                         conn.execute(sql.encode())
                         conn.execute(
                             "INSERT INTO mipo_schema_migrations (name, checksum) VALUES (%s, %s)",
-                            (name, _checksum(sql)),
+                            (name, checksum(sql)),
                         )
                 except psycopg.Error as exc:
                     raise MigrationError(f"{database}: {name} failed: {exc}".rstrip()) from exc
@@ -75,6 +76,31 @@ def migrate_database(dsn: str, database: DatabaseName) -> MigrationReport:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
     return report
+
+
+def pending_migrations(dsn: str, database: DatabaseName) -> list[str]:
+    """Names of the migrations `migrate_database` would apply; reads only (no table is created).
+
+    Raises MigrationError for an applied migration that was edited since, as migrating would.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('mipo_schema_migrations') IS NOT NULL").fetchone()
+        done: dict[str, str] = {}
+        if exists and exists[0]:
+            done = dict(conn.execute("SELECT name, checksum FROM mipo_schema_migrations").fetchall())
+    pending = []
+    for name, sql in migration_files(database):
+        if name not in done:
+            pending.append(name)
+        elif done[name] != checksum(sql):
+            raise MigrationError(f"{database}: migration {name} was changed after it was applied; "
+                                 "add a new migration instead of editing an old one")
+    return pending
+
+
+def pending_all(settings: Settings) -> dict[str, list[str]]:
+    """Pending migrations of config, jobs and results (`migrate --check`), read as their schema owner."""
+    return {name: pending_migrations(conninfo(settings, name, as_owner=True), name) for name in DATABASE_NAMES}
 
 
 def migrate_all(settings: Settings) -> list[MigrationReport]:
