@@ -54,8 +54,6 @@ class IngestRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.pools.config is not None:
-            await self.heartbeats.final_flush(self.pools.config)  # the last few seconds of beats
 
 
 # Handlers declare `ingest_runtime: Runtime`: the app's one IngestRuntime (a dependency provided by create_app).
