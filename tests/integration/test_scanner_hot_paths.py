@@ -81,6 +81,20 @@ def test_scanner_drained_during_its_long_poll_gets_nothing(env: IngestEnv) -> No
     assert _status(env, job_id) == "pending"
 
 
+def test_long_poll_of_a_client_that_went_away_takes_no_job(env: IngestEnv) -> None:
+    """An agent stopped while parked in its long poll: the job announced afterwards stays pending for the
+    agent's next claim instead of being leased to a closed connection (and waiting out a whole lease)."""
+    scanner_id, key = env.enrolled_key()
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 1 s of a 5 s poll, as a stopped agent does
+        httpx.post(env.url + "/scanner/v1/claim", json={"max_jobs": 1, "wait": 5.0}, headers={"X-Mipo-Key": key},
+                   timeout=1.0)
+    time.sleep(0.5)
+    _, job_id = env.new_job(scanner_id, TARGETS, "80")  # pending + NOTIFY: would wake the abandoned poll
+    time.sleep(1.0)
+    assert _status(env, job_id) == "pending"
+    assert [j["job_id"] for j in _claim(env, key)] == [job_id]
+
+
 def test_revoked_key_is_refused_within_the_cache_bound(env: IngestEnv) -> None:
     """A revoked key stops working within `auth_cache_seconds` — announced by the database, and also while
     ingest's listening connection is gone (then every request reads the database)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,11 +29,13 @@ async def locked_lease(conn: AsyncConnection, job_id: int, scanner_id: int, leas
 
 async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, notifier: JobNotifier,
                      scanner_id: int, max_jobs: int, wait: float, lease_seconds: float,
-                     may_claim: Callable[[], Awaitable[bool]] | None = None) -> list[ClaimedJob]:
+                     may_claim: Callable[[], Awaitable[bool]] | None = None,
+                     gone: asyncio.Future[None] | None = None) -> list[ClaimedJob]:
     """Claim now, or wait for this scanner's NOTIFY (re-checking every few seconds in case one was missed).
 
     `may_claim` is asked before every claim after the first (the caller checked the first): a long poll of
-    a scanner that stopped being allowed to take work ends empty.
+    a scanner that stopped being allowed to take work ends empty. `gone` (the client disconnected) also
+    wakes the wait, so the next `may_claim` can end it at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -53,8 +54,14 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(remaining, 5.0))
+            if gone is not None and gone.done():
+                return []
+            notified: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
+            try:
+                await asyncio.wait([notified] if gone is None else [notified, gone], timeout=min(remaining, 5.0),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                notified.cancel()
     claimed = []
     for r in rows:
         first_seq = 0

@@ -7,6 +7,7 @@ Heartbeat and claim, the calls every scanner makes all the time, are bare ASGI h
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from litestar import Request, post
@@ -57,16 +58,32 @@ async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, request: Requ
                 ingest_runtime: IngestRuntime) -> ClaimAnswer:
     settings, pools, jobs = ingest_runtime.settings, ingest_runtime.pools, []
 
+    # An agent that stops (or whose link drops) while parked here must not be handed a job: nobody would
+    # receive it and it would sit out a whole lease. The body is read, so the next ASGI message is the
+    # client's disconnect; watch for it while the long poll waits.
+    gone = asyncio.ensure_future(_client_gone(request))
+
     async def may_claim() -> bool:
         # Asked again before every claim of a long poll: a scanner drained (or disabled, or its key revoked)
         # while it waits gets nothing (or its 403), not a job that appeared meanwhile.
+        if gone.done():
+            return False
         return (await authenticated_scanner(request, ingest_runtime)).status != "draining"
 
-    if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
-        jobs = await claim_jobs(pools.get("jobs"), pools.get("results"), ingest_runtime.notifier, scanner.id,
-                                data.max_jobs, min(data.wait, settings.scanner.claim_long_poll),
-                                settings.scanner.lease_seconds, may_claim)
+    try:
+        if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
+            jobs = await claim_jobs(pools.get("jobs"), pools.get("results"), ingest_runtime.notifier, scanner.id,
+                                    data.max_jobs, min(data.wait, settings.scanner.claim_long_poll),
+                                    settings.scanner.lease_seconds, may_claim, gone)
+    finally:
+        gone.cancel()
     return ClaimAnswer(jobs=jobs, **limits(settings, scanner))  # type: ignore[arg-type]
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has disconnected (after the body, only `http.disconnect` can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @post("/scanner/v1/batches", dependencies=SCANNER, status_code=200, request_max_body_size=MAX_BATCH_BYTES)
