@@ -10,7 +10,8 @@ are compared. Where they run (`--where`):
   as in the lab. Both tools run inside the "scanner" namespace. Nothing in this machine's own
   namespace changes. `--filtered N` makes the first host drop N ports silently (a firewall).
 * `loopback`: 127.82.0.1 and 127.82.1.0/24 with a few listeners this process opens (every port answers
-  at once: a pure CPU race).
+  at once: a pure CPU race). Any other process's wildcard (0.0.0.0) listener answers there too, so on a
+  shared machine the open sets can differ between rounds (a test's listeners come and go).
 * `--lab scanner-a`: both tools on that booted lab host (over the lab's SSH) against the lab's `target`
   (198.18.0.30) and the lab's external /24.
 
