@@ -113,9 +113,9 @@ class TokenBucket:
     def spend(self, n: int) -> None:
         self.tokens -= n
 
-    def wait(self) -> float:
-        """Seconds until the next whole token."""
-        return max(0.0, (1.0 - self.tokens) / self.rate)
+    def wait(self, need: float = 1.0) -> float:
+        """Seconds until `need` tokens are there (at most the burst)."""
+        return max(0.0, (min(need, self.burst) - self.tokens) / self.rate)
 
 
 def _pin_port(sock: _socket.socket) -> None:
@@ -266,7 +266,8 @@ class _Scan:
             return 0.01  # out of sockets or local ports: wait for some to be released
         if self.exhausted or self.owner.concurrency <= len(self.pending):
             return self._until_deadline()
-        return min(max(self.bucket.wait(), 0.0005), _MAX_IDLE)
+        # Rate-bound: sleep until ~2 ms worth of probes can go at once (not one wake-up per token).
+        return min(max(self.bucket.wait(self.owner.rate * 0.002), 0.0005), _MAX_IDLE)
 
     def _until_deadline(self) -> float:
         if not self.deadlines:
