@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from pyinfra import host
 from pyinfra.facts.files import File
-from pyinfra.operations import server, systemd
+from pyinfra.operations import files, server, systemd
 
 from provision.config import (
     DATABASE_NAMES,
@@ -16,13 +14,14 @@ from provision.config import (
     SUPERUSER,
     Appliance,
 )
-from provision.controller import DB_ROLES, Prepared
-from provision.ops import changed, deploy, once_per, put_text
+from provision.controller import DB_ROLES, PASSWORD_ROLES, Prepared
+from provision.dbstate import DATA_DIR, cluster_drift, db_state, summary
+from provision.ops import changed, deploy, put_text
 from provision.render import render
 
 CLUSTER_DIR = "/etc/postgresql/17/main"
-DATA_DIR = "/var/lib/postgresql/17/main"
 PG_UNIT = "postgresql@17-main.service"
+ROLES_SCRIPT = "/var/lib/postgresql/mipo-roles.sql"
 # Which app groups log in to which database (mirrors the grants in the migrations).
 DATABASE_CLIENTS = {
     "config": ("manager", "ingest", "dispatcher", "backup"),
@@ -81,10 +80,14 @@ def deploy_databases(prepared: Prepared) -> None:
     # shared_preload_libraries needs a restart, not a reload.
     systemd.service(name="Restart PostgreSQL after its configuration changed", service=PG_UNIT, restarted=True,
                     _if=changed(cert, key, conf, hba))
-    sql = roles_sql(prepared)
-    sql_path = "/var/lib/postgresql/mipo-roles.sql"
-    put_text("Ensure the roles script (SCRAM verifiers, postgres only)", sql_path, sql, mode="0600",
-             user="postgres", group="postgres")
-    once_per("Create the service roles, the three databases and the timescaledb extension",
-             "/var/lib/postgresql/.mipo-roles-applied", hashlib.sha256(sql.encode()).hexdigest(),
-             [f"runuser -u postgres -- psql -X -q -p {PG_PORT} -d postgres -f {sql_path}"])
+    put_text("Ensure the roles script (SCRAM verifiers, postgres only)", ROLES_SCRIPT, roles_sql(prepared),
+             mode="0600", user="postgres", group="postgres")
+    # Decided from what the cluster holds (read before the deploy changed anything), not from a marker: a
+    # database dropped or lost, a password, owner or database grant changed since → the script runs again.
+    drift = cluster_drift(db_state(appliance), {r: prepared.verifier(r) for r in PASSWORD_ROLES})
+    files.file(name="Remove the retired roles marker (the cluster's state decides now)",
+               path="/var/lib/postgresql/.mipo-roles-applied", present=False)
+    if drift:
+        server.shell(name=f"Create the roles, the three databases and timescaledb; (re)apply owners and database "
+                          f"privileges ({summary(drift)})",
+                     commands=[f"runuser -u postgres -- psql -X -q -p {PG_PORT} -d postgres -f {ROLES_SCRIPT}"])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import systemd
+from pyinfra.operations import files, server, systemd
 
 from provision.app import VENV, AppChanges
 from provision.config import CREDENTIALS_DIR
 from provision.controller import Prepared
-from provision.ops import changed, deploy, once_per, put_text
+from provision.dbstate import db_state, mipo_wheel, needs_first_admin, pending_migrations, summary, wheel_migrations
+from provision.ops import changed, deploy, put_text
 from provision.render import daily_calendar, render, units_of
 
 ADMIN_PASSWORD_FILE = "/root/mipo-initial-admin-password"  # noqa: S105 - a path, not a password
@@ -32,17 +33,28 @@ def install_timer(service: str, timer: str, calendar: str) -> None:
 
 @deploy("Migrations")
 def deploy_migrations(prepared: Prepared) -> None:
-    """On the manager: migrate once per app version, then make sure the first admin exists."""
+    """On the manager: migrate what the databases lack, then create the first admin if the config database has
+    no user. Both are decided from the db host's databases as they are (read before the deploy changed
+    anything), never from markers on this host: a db host that lost its databases gets them back complete."""
+    state = db_state(prepared.appliance)
     migrate = install_unit("mipo-migrate.service")
     systemd.daemon_reload(name="Reload systemd after mipo-migrate.service changed", _if=changed(migrate))
-    once_per("Migrate the three databases (mipo-migrate.service)", "/var/lib/mipo/.migrated",
-             prepared.manifest_digest, ["systemctl start mipo-migrate.service"])
+    for retired in ("/var/lib/mipo/.migrated", "/var/lib/mipo/.admin-created"):
+        files.file(name=f"Remove the retired marker {retired} (the databases' state decides now)", path=retired,
+                   present=False)
+    pending = pending_migrations(state, wheel_migrations(mipo_wheel(prepared.wheelhouse)))
+    if pending:
+        server.shell(name=f"Migrate the databases (mipo-migrate.service): {len(pending)} migrations to apply "
+                          f"({summary(pending)})", commands=["systemctl start mipo-migrate.service"])
     put_text("Ensure the first admin's initial password (root-only, shown once by the deploy)",
              ADMIN_PASSWORD_FILE, prepared.admin_password + "\n", mode="0600")
-    once_per("Create the first admin unless it exists (must change password at first login)",
-             "/var/lib/mipo/.admin-created", ADMIN_USERNAME,
-             [f"CREDENTIALS_DIRECTORY={CREDENTIALS_DIR} {VENV}/bin/python -m app --config /etc/mipo/mipo.toml "
-              f"create-admin --username {ADMIN_USERNAME} --password-file {ADMIN_PASSWORD_FILE}"])
+    if needs_first_admin(state):
+        # --if-no-users: decided again in the database at run time; an existing user is never touched.
+        server.shell(name="Create the first admin: the config database has no user (must change password at "
+                          "first login)",
+                     commands=[f"CREDENTIALS_DIRECTORY={CREDENTIALS_DIR} {VENV}/bin/python -m app --config "
+                               f"/etc/mipo/mipo.toml create-admin --username {ADMIN_USERNAME} "
+                               f"--password-file {ADMIN_PASSWORD_FILE} --if-no-users"])
 
 
 @deploy("Role units")
