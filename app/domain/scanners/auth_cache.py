@@ -1,6 +1,6 @@
 """Ingest's copy of the scanner keys: authentication without a query per request, never staler than a bound.
 
-Triggers (config migration 0210) announce every change to a key or to its scanner's status, limits or bound
+Triggers (config migration 0510) announce every change to a key or to its scanner's status, limits or bound
 network on `mipo_scanner_auth`, in the changing transaction. One connection per ingest process LISTENs and
 drops the scanner's entries when such a change commits. The copy is trusted only while that connection is
 proven current: a probe round trip, made at least every `max_stale / 4` seconds and whenever the socket has
