@@ -20,7 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
+from appliance.deploy import lab_appliance_file
 from appliance.lab.state import LabState
+from provision.config import load_appliance
+from provision.controller import initial_admin_password
+from provision.units import ADMIN_USERNAME
 from tests.browser.conftest import ARGS, CHROMIUM, SCREENSHOTS
 from tests.lab.deploy_support import EDGE_EXTERNAL
 
@@ -110,8 +114,9 @@ def test_operator_flow_through_the_edge(deployed_lab: LabState, lab_deploy_resul
         context.set_default_timeout(20_000)
         page = context.pages[0] if context.pages else context.new_page()
         try:
-            log_in_as_deploy_admin(page, url, str(getattr(result, "admin_username", "admin")),
-                                   str(getattr(result, "admin_password", "")),
+            # Only the lab's first deploy hands the password over in its result: read it where the deploy keeps it.
+            initial = initial_admin_password(load_appliance(lab_appliance_file(deployed_lab)).state_dir)
+            log_in_as_deploy_admin(page, url, ADMIN_USERNAME, initial,
                                    Path(deployed_lab.state_dir) / "browser-admin-password")
             cookie = next(c for c in context.cookies() if c["name"].startswith("__Host-mipo_session"))
             assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
