@@ -363,3 +363,15 @@ def test_api_filters_refuse_nul_with_a_client_error(migrated: SettingsFactory) -
             assert response.status_code == 400, (path, response.status_code, response.text)
         login = api.post("/api/auth/login", json={"username": "a\x00", "password": "whatever-password"})
         assert login.status_code == 400, login.text
+
+
+def test_optional_id_filters_enforce_the_bounds_they_advertise(migrated: SettingsFactory) -> None:
+    """An optional id filter outside 1..2^62 is a 400 naming the parameter (the bounds the OpenAPI states)."""
+    with manager_client(migrated(), role="admin") as api:
+        for path, name in (("/api/runs", "before_id"), ("/api/runs", "template_id"), ("/api/events", "before_id"),
+                           ("/api/exclusions", "template_id"), ("/api/changes", "before_id")):
+            for bad in ("0", str(2**62 + 1)):
+                response = api.get(path, params={name: bad})
+                assert response.status_code == 400, (path, name, bad, response.status_code, response.text)
+                assert name in response.text, (path, name, response.text)
+            assert api.get(path, params={name: "1"}).status_code == 200, (path, name)

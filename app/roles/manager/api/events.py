@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get, post
-from litestar.params import FromQuery, Parameter, QueryParameter
+from litestar.params import Parameter, QueryParameter
 
 from app.domain.audit.service import record
 from app.domain.events.service import Event, list_events
 from app.errors import NotFound
 from app.roles.manager.auth import Actor
 from app.web.deps import ConfigConn
+from app.web.params import Id, OptId
 
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
 # `class` is a Python keyword: the query parameter keeps that name, the argument is `event_class`.
 EventClass = Annotated[str | None, QueryParameter(name="class", pattern=r"^[a-z_]{1,64}$")]
 
@@ -21,7 +21,7 @@ EventClass = Annotated[str | None, QueryParameter(name="class", pattern=r"^[a-z_
 @get("/events")
 async def get_events(config_conn: ConfigConn, event_class: EventClass = None,
                      limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-                     before_id: FromQuery[Id | None] = None) -> list[Event]:
+                     before_id: OptId = None) -> list[Event]:
     return await list_events(config_conn, event_class=event_class, limit=limit, before_id=before_id)
 
 

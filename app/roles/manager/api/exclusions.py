@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import delete, get, patch, post
-from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody
 
 from app.domain.config_objects import exclusions as service
 from app.domain.config_objects.schemas import ExclusionCreate, ExclusionRead, ExclusionUpdate
 from app.roles.manager.auth import Actor
 from app.web.deps import ConfigConn
-
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
+from app.web.params import Id, OptId
 
 
 @get("/exclusions")
-async def list_exclusions(config_conn: ConfigConn, template_id: FromQuery[Id | None] = None,
+async def list_exclusions(config_conn: ConfigConn, template_id: OptId = None,
                           global_only: FromQuery[bool] = False) -> list[ExclusionRead]:
     return await service.list_exclusions(config_conn, template_id=template_id, global_only=global_only)
 

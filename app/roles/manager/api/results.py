@@ -24,9 +24,8 @@ from app.domain.results.schemas import (
     VantageDifference,
 )
 from app.web.deps import AppSettings, JobsConn, ResultsConn
+from app.web.params import Id, OptId
 
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
-OptId = Annotated[int | None, Parameter(ge=1, le=2**62)]
 OptPort = Annotated[int | None, Parameter(ge=0, le=65535)]
 Limit = Annotated[int, Parameter(ge=1, le=10_000)]
 OptText = FromQuery[str | None]

@@ -19,16 +19,16 @@ from app.domain.runs.schemas import JobRead, RunRead, RunRequestCreate, RunReque
 from app.errors import NotFound
 from app.roles.manager.auth import Actor
 from app.web.deps import ConfigConn, JobsConn
+from app.web.params import Id, OptId
 
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
 RunStatus = Literal["running", "completed", "partial", "failed", "cancelled"]
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
 @get("/runs")
 async def list_runs(jobs_conn: JobsConn, status: FromQuery[RunStatus | None] = None,
-                    template_id: FromQuery[Id | None] = None, limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-                    before_id: FromQuery[Id | None] = None) -> list[RunRead]:
+                    template_id: OptId = None, limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+                    before_id: OptId = None) -> list[RunRead]:
     return await runs_repo.list_runs(jobs_conn, status=status, template_id=template_id, limit=limit,
                                      before_id=before_id)
 
@@ -57,7 +57,7 @@ async def get_run(run_id: Id, jobs_conn: JobsConn) -> RunRead:
 @get("/runs/{run_id:int}/jobs")
 async def list_run_jobs(run_id: Id, jobs_conn: JobsConn, status: FromQuery[JobStatus | None] = None,
                         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-                        after_id: FromQuery[Id | None] = None) -> list[JobRead]:
+                        after_id: OptId = None) -> list[JobRead]:
     await service.get_run(jobs_conn, run_id)
     return await runs_repo.list_jobs(jobs_conn, run_id, status=status, limit=limit, after_id=after_id)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody
 
 from app.domain.scanners import service
 from app.domain.scanners.schemas import (
@@ -18,9 +16,9 @@ from app.domain.scanners.schemas import (
 )
 from app.roles.manager.auth import Actor
 from app.web.deps import AppSettings, ConfigConn
+from app.web.params import Id
 
 ADMIN = {"min_role": "admin"}
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
 
 
 @get("/scanners")

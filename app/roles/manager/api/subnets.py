@@ -18,8 +18,7 @@ from app.domain.config_objects.schemas import (
 )
 from app.roles.manager.auth import Actor
 from app.web.deps import ConfigConn
-
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
+from app.web.params import Id
 
 
 @get("/subnets")

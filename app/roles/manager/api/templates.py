@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import delete, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody
 
 from app.domain.config_objects import templates as service
 from app.domain.config_objects.schemas import TemplateCreate, TemplatePreview, TemplateRead, TemplateUpdate
 from app.roles.manager.auth import Actor
 from app.web.deps import AppSettings, ConfigConn
-
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
+from app.web.params import Id
 
 
 @get("/templates")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
 from litestar.response import Template
 from psycopg import AsyncConnection
 
@@ -26,9 +23,9 @@ from app.roles.manager.gui.render import (
     redirect,
 )
 from app.web.deps import AppSettings, ConfigConn, JobsConn
+from app.web.params import Id
 
 ADMIN = {"min_role": "admin"}
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
 
 
 async def _list(request: Request, conn: AsyncConnection, settings: Settings, *, status: int = 200,

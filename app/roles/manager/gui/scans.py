@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Request, Response, get, post
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from app.domain.config_objects.templates import list_templates
@@ -19,8 +17,8 @@ from app.roles.manager.auth import Actor
 from app.roles.manager.gui.params import Filters
 from app.roles.manager.gui.render import form_values, page, redirect
 from app.web.deps import ConfigConn, JobsConn
+from app.web.params import Id
 
-Id = Annotated[int, Parameter(ge=1, le=2**62)]
 STATUSES = ("running", "completed", "partial", "failed", "cancelled")
 JOB_REPAIRS = ("redispatch", "reassign", "fail")
 PER_PAGE = 50
