@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -150,7 +151,8 @@ def _database_oids(lab: LabState) -> dict[str, str]:
 # --- the API ---------------------------------------------------------------------------------------
 
 def _client(ca_file: str) -> httpx.Client:
-    return httpx.Client(base_url=f"https://{EDGE}", verify=ca_file, timeout=60, trust_env=False)
+    return httpx.Client(base_url=f"https://{EDGE}", verify=ssl.create_default_context(cafile=ca_file), timeout=60,
+                        trust_env=False)
 
 
 def _login(client: httpx.Client, username: str, password: str) -> dict[str, Any]:
