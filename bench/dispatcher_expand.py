@@ -79,7 +79,7 @@ def child(kind: str, prefix: int, n_excl: int) -> None:
 def measure(kind: str, prefix: int, n_excl: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--child", kind, str(prefix), str(n_excl)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    return json.loads(out)
 
 
 def main() -> None:
