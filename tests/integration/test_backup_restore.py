@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
 from app.domain.backups import service
-from app.domain.backups.storage import list_backup_ids
+from app.domain.backups.signing import load_signing_key, sign
+from app.domain.backups.storage import MANIFEST, SIGNATURE, list_backup_ids
 from app.domain.events.service import emit
 from app.domain.scanners.schemas import ScannerCreate
 from app.domain.scanners.service import create_scanner
@@ -24,7 +26,7 @@ from tests.integration.backup_support import (
     settings_db_names,
     table_fingerprints,
 )
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, role_password
 
 
 async def _fill_config(settings_conninfo: str, settings: object) -> None:
@@ -112,3 +114,86 @@ def test_no_recipient_refuses_and_writes_nothing(pg: PostgresServer, migrated: S
     assert refused.value.reason == "recipient_missing"
     assert [p for p in kit.directory.rglob("*") if p.is_file()] == []
     assert database_identity(pg, settings_db_names(settings))  # databases untouched and present
+
+
+def _acl(server: PostgresServer, dbname: str) -> set[tuple[str, str, bool]]:
+    """A database's ACL as (grantee or PUBLIC, privilege, grantable), NULL datacl made explicit."""
+    with psycopg.connect(server.dsn()) as conn:
+        rows = conn.execute(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,"
+            " a.privilege_type, a.is_grantable FROM pg_database d,"
+            " aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = %s",
+            (dbname,)).fetchall()
+    return {(str(g), str(p), bool(o)) for g, p, o in rows}
+
+
+STRANGERS = ("mipo_stranger", "mipo_gone")
+
+
+def _connects(server: PostgresServer, role: str, dbname: str) -> bool:
+    """Whether `role` may really log in to `dbname` (a role outside every grant is PUBLIC)."""
+    try:
+        password = role_password(role) if role.startswith("mipo_") and role not in STRANGERS else f"{role}-pw"
+        with psycopg.connect(server.dsn(dbname, user=role, password=password)):
+            return True
+    except psycopg.OperationalError as exc:
+        assert "permission denied" in str(exc), exc
+        return False
+
+
+def test_restore_into_lost_databases_gives_back_their_acl(pg: PostgresServer, migrated: SettingsFactory,
+                                                          credentials_dir: Path, tmp_path: Path) -> None:
+    """Disaster: the databases are gone. The restore recreates them with the ACL recorded at backup time
+    (grants to vanished roles skipped), never PostgreSQL's open default; an old manifest without the
+    record still verifies and gets a closed ACL (owner only)."""
+    kit = make_kit(pg, credentials_dir, tmp_path)
+    settings = migrated("mipo_backup", **kit.overrides)
+    names = settings_db_names(settings)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for role in STRANGERS:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}-pw'")
+        for db in names.values():
+            # As provisioning (db-roles.sql.j2) leaves it: PUBLIC revoked, the service roles may connect.
+            conn.execute(f'REVOKE ALL ON DATABASE "{db}" FROM PUBLIC')
+            conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO mipo_manager, mipo_ingest,'
+                         ' mipo_dispatcher, mipo_backup')
+            conn.execute(f'GRANT CONNECT ON DATABASE "{db}" TO mipo_gone WITH GRANT OPTION')
+    before = {k: _acl(pg, v) for k, v in names.items()}
+    assert all(not _connects(pg, "mipo_stranger", v) for v in names.values())
+
+    manifest = asyncio.run(service.create_backup(settings))
+    entry = manifest.database("config")
+    assert entry is not None and entry.shape is not None and entry.shape.owner == "mipo_owner"
+
+    def lose_everything() -> None:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            for db in names.values():
+                conn.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+            conn.execute("DROP ROLE IF EXISTS mipo_gone")
+
+    lose_everything()
+    asyncio.run(service.restore_backup(settings, manifest.backup_id, kit.identity))
+    for k, db in names.items():
+        expected = {a for a in before[k] if a[0] != "mipo_gone"}
+        assert _acl(pg, db) == expected, k
+        assert not any(g == "PUBLIC" for g, _, _ in _acl(pg, db))
+        assert not _connects(pg, "mipo_stranger", db)
+    from app.db.connect import conninfo
+    with psycopg.connect(conninfo(settings, "jobs")) as conn:  # a service role still logs in
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    # A backup made before shapes were recorded: the field is absent, the signature still verifies.
+    backup_dir = kit.directory / manifest.backup_id
+    old = msgspec.json.decode((backup_dir / MANIFEST).read_bytes())
+    for db in old["databases"]:
+        db.pop("shape")
+    data = msgspec.json.encode(old)
+    (backup_dir / MANIFEST).write_bytes(data)
+    (backup_dir / SIGNATURE).write_bytes(sign(load_signing_key(settings), data))
+    lose_everything()
+    asyncio.run(service.restore_backup(settings, manifest.backup_id, kit.identity))
+    for db in names.values():
+        assert _acl(pg, db) == {("mipo_owner", p, False) for p in ("CONNECT", "CREATE", "TEMPORARY")}
+        assert not _connects(pg, "mipo_stranger", db)
+        assert not _connects(pg, "mipo_manager", db)  # until a redeploy re-applies the connect rules

@@ -150,6 +150,12 @@ async def template_shape(admin: AsyncConnection, owner: str) -> DatabaseShape:
     return DatabaseShape(owner, str(row[0]), str(row[1]), str(row[2]), None)
 
 
+async def existing_roles(admin: AsyncConnection, names: list[str]) -> set[str]:
+    """Which of these roles exist on the server (a recorded grant to a vanished role cannot be given back)."""
+    cur = await admin.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (names,))
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
 async def recent_event_exists(conn: AsyncConnection, event_class: str, since: datetime) -> bool:
     cur = await conn.execute("SELECT 1 FROM events WHERE class = %s AND at >= %s LIMIT 1", (event_class, since))
     return await cur.fetchone() is not None

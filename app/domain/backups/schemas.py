@@ -12,6 +12,24 @@ MANIFEST_FORMAT = 1
 API_TOKEN_HEADER = "X-Mipo-Backup-Token"  # noqa: S105 - a header name, not a secret
 
 
+class GrantManifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One entry of a database's ACL (aclexplode): grantee None is PUBLIC."""
+
+    grantee: str | None
+    privilege: str            # CONNECT, CREATE or TEMPORARY
+    grantable: bool
+
+
+class ShapeManifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a dump does not carry: the database's owner, encoding, locale and ACL when it was backed up."""
+
+    owner: str
+    encoding: str
+    collate: str
+    ctype: str
+    acl: list[GrantManifest] | None  # None: datacl was NULL (PostgreSQL's defaults)
+
+
 class DatabaseManifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One database in a backup: its encrypted dump file and what was in it."""
 
@@ -23,6 +41,9 @@ class DatabaseManifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server_version_num: int   # e.g. 170006
     timescaledb: str | None   # extension version, None when not installed
     row_counts: dict[str, int]  # every table of schema public, counted in the dump's own snapshot
+    # Absent in backups made before it was recorded: they still decode and verify (the signature covers
+    # the bytes as written); a restore into a missing database then falls back to a closed ACL.
+    shape: ShapeManifest | None = None
 
 
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

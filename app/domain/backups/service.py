@@ -18,7 +18,14 @@ from app.db.connect import DATABASE_NAMES, conninfo
 from app.domain.backups import repository as repo
 from app.domain.backups import signing, storage, tools
 from app.domain.backups.retention import expired_backups
-from app.domain.backups.schemas import MANIFEST_FORMAT, BackupRead, DatabaseManifest, Manifest
+from app.domain.backups.schemas import (
+    MANIFEST_FORMAT,
+    BackupRead,
+    DatabaseManifest,
+    GrantManifest,
+    Manifest,
+    ShapeManifest,
+)
 from app.domain.events.service import emit
 from app.errors import DomainError, Invalid, Unavailable
 
@@ -44,13 +51,22 @@ async def _dump_one(settings: Settings, which: DatabaseName, work: Path, incomin
             version = await repo.server_version_num(conn)
             timescaledb = await repo.installed_timescaledb(conn)
             size = await repo.database_size(conn)
+            # pg_database is readable by every role: the owner records what a restore into a lost
+            # database must give back (a dump holds no database-level ACL or locale).
+            shape = await repo.database_shape(conn, getattr(settings.databases, which).name)
             counts = await repo.row_counts(conn)
             target = tools.libpq_target(owner_conninfo, work, which)
             await tools.dump_encrypted(settings.backup, target, snapshot, settings.backup.recipient, out)
         finally:
             await conn.execute("ROLLBACK")
     digest, encrypted_bytes = await asyncio.to_thread(storage.hash_file, out)
-    return DatabaseManifest(which, out.name, digest, encrypted_bytes, size, version, timescaledb, counts)
+    return DatabaseManifest(which, out.name, digest, encrypted_bytes, size, version, timescaledb, counts,
+                            _shape_manifest(shape) if shape else None)
+
+
+def _shape_manifest(shape: repo.DatabaseShape) -> ShapeManifest:
+    acl = None if shape.acl is None else [GrantManifest(g, p, o) for g, p, o in shape.acl]
+    return ShapeManifest(shape.owner, shape.encoding, shape.collate, shape.ctype, acl)
 
 
 async def create_backup(settings: Settings, *, now: datetime | None = None) -> Manifest:
@@ -183,12 +199,57 @@ async def check_versions(settings: Settings, manifest: Manifest) -> None:
                           f"{available or 'none'}: restore needs the same extension version", reason="version_mismatch")
 
 
-async def _restore_one(settings: Settings, db: DatabaseManifest, dump: Path, work: Path) -> None:
+REDEPLOY_HINT = "a redeploy (`mipo deploy`) re-applies the appliance's connect rules"
+
+
+async def restore_shape(settings: Settings, db: DatabaseManifest) -> repo.DatabaseShape:
+    """The shape a restored database gets (read-only queries; resolved before any database is touched).
+
+    An existing database keeps its current shape. A missing one gets the shape recorded in the manifest,
+    minus grants to roles that no longer exist; a backup without that record gets a closed ACL (CONNECT
+    for the owner only), never PostgreSQL's open default where PUBLIC may connect.
+    """
     which: DatabaseName = db.name  # type: ignore[assignment]
     target = getattr(settings.databases, which)
     async with await psycopg.AsyncConnection.connect(admin_conninfo(settings, which, "postgres"),
                                                      autocommit=True) as admin:
-        shape = await repo.database_shape(admin, target.name) or await repo.template_shape(admin, target.owner)
+        current = await repo.database_shape(admin, target.name)
+        if current is not None:
+            return current
+        template = await repo.template_shape(admin, target.owner)
+        recorded = db.shape
+        if recorded is None:
+            log.warning("%s: database %s is missing and backup predates recorded database ACLs: it is restored "
+                        "closed (PUBLIC revoked, CONNECT for the owner %s only); %s", which, target.name,
+                        target.owner, REDEPLOY_HINT)
+            return repo.DatabaseShape(target.owner, template.encoding, template.collate, template.ctype,
+                                      [(target.owner, "CONNECT", False)])
+        grantees = [g.grantee for g in recorded.acl or [] if g.grantee is not None]
+        present = await repo.existing_roles(admin, [recorded.owner, *grantees])
+    owner = recorded.owner
+    if owner not in present:
+        log.warning("%s: recorded owner %s does not exist on the server; the database is created owned by %s",
+                    which, owner, target.owner)
+        owner = target.owner
+    acl: list[tuple[str | None, str, bool]] | None = None
+    if recorded.acl is not None:
+        acl = [(g.grantee, g.privilege, g.grantable) for g in recorded.acl
+               if g.grantee is None or g.grantee in present]
+        missing = sorted({g.grantee for g in recorded.acl if g.grantee is not None and g.grantee not in present})
+        if missing:
+            log.warning("%s: recorded grants to roles that do not exist on the server are skipped: %s; %s",
+                        which, ", ".join(missing), REDEPLOY_HINT)
+    log.info("%s: database %s is missing; recreating it with the owner, locale and ACL recorded at backup time",
+             which, target.name)
+    return repo.DatabaseShape(owner, recorded.encoding, recorded.collate, recorded.ctype, acl)
+
+
+async def _restore_one(settings: Settings, db: DatabaseManifest, shape: repo.DatabaseShape, dump: Path,
+                       work: Path) -> None:
+    which: DatabaseName = db.name  # type: ignore[assignment]
+    target = getattr(settings.databases, which)
+    async with await psycopg.AsyncConnection.connect(admin_conninfo(settings, which, "postgres"),
+                                                     autocommit=True) as admin:
         await repo.recreate_fenced(admin, target.name, shape)
         target_conninfo = admin_conninfo(settings, which, target.name)
         async with await psycopg.AsyncConnection.connect(target_conninfo, autocommit=True) as conn:
@@ -235,12 +296,14 @@ async def restore_backup(settings: Settings, backup_id: str, identity: str) -> M
             copies[db.name].unlink()
             await tools.check_archive(settings.backup, out)
             dumps[db.name] = out
+        shapes = {which: await restore_shape(settings, entry) for which in DATABASE_NAMES
+                  if (entry := manifest.database(which)) is not None}
         # Nothing above wrote to a database; from here on each one is replaced in turn.
         for which in DATABASE_NAMES:
             entry = manifest.database(which)
             assert entry is not None
             log.info("restoring %s from backup %s", which, backup_id)
-            await _restore_one(settings, entry, dumps[which], work)
+            await _restore_one(settings, entry, shapes[which], dumps[which], work)
     log.info("backup %s restored", backup_id)
     return manifest
 
