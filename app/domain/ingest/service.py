@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -43,20 +44,47 @@ def _clean(text: str | None) -> str | None:
     return text.replace("\x00", "") if text else text
 
 
+def _parse_ip(text: str) -> tuple[int, int, str] | None:
+    """(version, integer, canonical text) of an address, or None. IPv4 through inet_pton: it accepts only the
+    canonical dotted quad (no leading zeros, four parts), so the text stands as is, at a tenth of the cost."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"), text
+    except (OSError, ValueError):
+        pass
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if "%" in text:  # a scoped IPv6 address (fe80::1%eth0): not storable as `inet`, never a scan target
+        return None
+    return ip.version, int(ip), str(ip)
+
+
 def observation_rows(batch: ResultBatch, job: dict[str, Any], scanner_id: int) -> list[tuple[object, ...]]:
     """Rows for COPY; a result outside the job's targets x ports makes the whole batch malformed."""
     targets, ports = _job_space(job)
     now = time.time()
     rows: list[tuple[object, ...]] = []
+    # A batch holds many ports of few addresses (or few ports of many): each address and port is judged once.
+    addresses: dict[str, str | None] = {}
+    allowed_ports: dict[int, bool] = {}
     for i, r in enumerate(batch.results):
-        try:
-            ip = ipaddress.ip_address(r.ip)
-        except ValueError:
-            raise Invalid(f"results[{i}].ip: not an address: {r.ip!r}", reason="malformed") from None
-        if not contains(targets[ip.version], int(ip)) or not contains(ports, r.port):
+        if r.ip in addresses:
+            ip = addresses[r.ip]
+        else:
+            parsed = _parse_ip(r.ip)
+            if parsed is None:
+                raise Invalid(f"results[{i}].ip: not an address: {r.ip!r}", reason="malformed")
+            version, number, ip = parsed
+            addresses[r.ip] = ip if contains(targets[version], number) else None
+            ip = addresses[r.ip]
+        port_ok = allowed_ports.get(r.port)
+        if port_ok is None:
+            port_ok = allowed_ports[r.port] = contains(ports, r.port)
+        if ip is None or not port_ok:
             raise Invalid(f"results[{i}]: {r.ip}:{r.port} is outside the job's targets and ports",
                           reason="malformed")
-        rows.append(_row(r, str(ip), now, job, scanner_id))
+        rows.append(_row(r, ip, now, job, scanner_id))
     return rows
 
 
