@@ -95,3 +95,44 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
+
+
+def get_json(client: httpx.Client, url: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    """GET through the admin API, asserting a 200, and the decoded body."""
+    answer = client.get(url, params=params, headers=headers)
+    assert answer.status_code == 200, f"GET {url}: {answer.status_code} {answer.text}"
+    return answer.json()
+
+
+def wait_run_finished(client: httpx.Client, run_id: int, scanner_ids: set[int], within: float) -> dict[str, Any]:
+    """The run terminal (within `within` s) and its change detection done for every scanner (one run summary
+    per scanner); returns the run."""
+    run: dict[str, Any] = {}
+
+    def finished() -> bool:
+        run.update(get_json(client, f"/api/runs/{run_id}"))
+        return run["status"] not in ("pending", "running")
+
+    _wait(finished, within, f"run {run_id} finished")
+    _wait(lambda: {s["scanner_id"] for s in get_json(client, "/api/results/runs", run_id=run_id)} == scanner_ids,
+          60, f"change detection of run {run_id} for every scanner")
+    return run
+
+
+def run_now(client: httpx.Client, template_id: int, scanner_ids: set[int], within: float) -> int:
+    """"Run now" on the template; the run id once the run completed and its changes are known."""
+    request = client.post("/api/runs", json={"template_id": template_id})
+    assert request.status_code == 202, request.text
+    request_id = request.json()["id"]
+    run_ids: list[int] = []
+
+    def answered() -> bool:
+        run_id = get_json(client, f"/api/run-requests/{request_id}")["run_id"]
+        if run_id is not None:
+            run_ids.append(int(run_id))
+        return bool(run_ids)
+
+    _wait(answered, 60, f"run request {request_id} answered by the dispatcher")
+    run = wait_run_finished(client, run_ids[0], scanner_ids, within)
+    assert run["status"] == "completed", run
+    return run_ids[0]

@@ -54,7 +54,7 @@ from provision.app import VENV
 from provision.config import BACKUP_API_TOKEN, BACKUP_PORT, CREDENTIALS_DIR
 from provision.render import daily_calendar
 from provision.units import ADMIN_PASSWORD_FILE, ADMIN_USERNAME
-from tests.lab.appliance_support import EDGE, Appliance, _wait
+from tests.lab.appliance_support import EDGE, Appliance, _wait, get_json, run_now
 from tests.lab.deploy_support import BACKUP, connects
 
 pytestmark = pytest.mark.lab
@@ -163,49 +163,16 @@ def _login(client: httpx.Client, username: str, password: str) -> dict[str, Any]
     return me
 
 
-def _get(client: httpx.Client, url: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
-    answer = client.get(url, params=params, headers=headers)
-    assert answer.status_code == 200, f"GET {url}: {answer.status_code} {answer.text}"
-    return answer.json()
-
-
 def _open_ports(client: httpx.Client, run_id: int) -> set[tuple[int, str, int]]:
     """(scanner, address, port) found open in the run, from the results API (all pages)."""
     found: set[tuple[int, str, int]] = set()
     params: dict[str, Any] = {"run_id": run_id, "limit": 1000}
     while True:
-        page = _get(client, "/api/results", **params)
+        page = get_json(client, "/api/results", **params)
         found |= {(o["scanner_id"], o["ip"], o["port"]) for o in page["items"] if o["state"] == "open"}
         if page["next"] is None:
             return found
         params.update(page["next"])
-
-
-def _run_now(client: httpx.Client, template_id: int, scanner_ids: set[int]) -> int:
-    """"Run now"; the run id once the run completed and change detection is done for every scanner."""
-    request = client.post("/api/runs", json={"template_id": template_id})
-    assert request.status_code == 202, request.text
-    request_id = request.json()["id"]
-    run_ids: list[int] = []
-
-    def answered() -> bool:
-        run_id = _get(client, f"/api/run-requests/{request_id}")["run_id"]
-        if run_id is not None:
-            run_ids.append(int(run_id))
-        return bool(run_ids)
-
-    _wait(answered, 60, f"run request {request_id} answered by the dispatcher")
-    run: dict[str, Any] = {}
-
-    def finished() -> bool:
-        run.update(_get(client, f"/api/runs/{run_ids[0]}"))
-        return run["status"] not in ("pending", "running")
-
-    _wait(finished, RUN_WITHIN, f"run {run_ids[0]} finished")
-    assert run["status"] == "completed", run
-    _wait(lambda: {s["scanner_id"] for s in _get(client, "/api/results/runs", run_id=run_ids[0])} == scanner_ids,
-          60, f"change detection of run {run_ids[0]} for every scanner")
-    return run_ids[0]
 
 
 def _wait_operation(client: httpx.Client, operation_id: str, timeout: float = 300) -> dict[str, Any]:
@@ -261,7 +228,7 @@ def _fill(app: Appliance, scanners: dict[str, int], created: list[str]) -> Fille
                                          "scanner_group_id": group["id"], "subnet_ids": [subnet["id"]],
                                          "rate": 1000, "timeout_ms": 1000, "banner": True, "tls": True})
     _outlive_orphaned_claims(app.lab)
-    run_id = _run_now(app.api, template["id"], set(scanners.values()))
+    run_id = run_now(app.api, template["id"], set(scanners.values()), RUN_WITHIN)
     open_ports = _open_ports(app.api, run_id)
     assert {p for _, _, p in open_ports} >= {22, 443}, open_ports
     return Filled(username, password, template["id"], run_id, open_ports)
@@ -286,7 +253,7 @@ def _backup(app: Appliance) -> tuple[str, Fingerprint]:
     operation = _wait_operation(app.api, started.json()["id"])
     assert operation["state"] == "succeeded", operation
     backup_id = str(operation["backup_id"])
-    listed = {b["id"]: b for b in _get(app.api, "/api/backups", headers=QUIET)}
+    listed = {b["id"]: b for b in get_json(app.api, "/api/backups", headers=QUIET)}
     assert listed[backup_id]["signature_valid"] and sorted(listed[backup_id]["databases"]) == sorted(DATABASES)
     heads = app.lab.run("backup", f"for f in {BACKUP_DIR}/{backup_id}/*.dump.age; do head -c 21 $f; echo; done")
     assert heads.stdout.split() == ["age-encryption.org/v1"] * 3, "the dumps are not age-encrypted at rest"
@@ -435,14 +402,14 @@ def test_backup_wipe_restore_through_the_manager_api(appliance: Appliance, scann
         assert found.stdout == "" and found.returncode in (1, 2), f"{host} keeps the age identity in {found.stdout}"
 
     # The appliance works: the user made before the backup logs in, sees the old run, and a new scan completes.
-    audit = _get(appliance.api, "/api/audit/verify")
+    audit = get_json(appliance.api, "/api/audit/verify")
     assert audit["ok"], audit
     for host, scanner_id in scanners.items():
         _wait(lambda sid=scanner_id: appliance.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online again")
     with _client(appliance.ca_file) as user:
         assert _login(user, filled.username, filled.password)["role"] == "operator"
         assert _open_ports(user, filled.run_id) == filled.open_ports
-        new_run = _run_now(user, filled.template_id, set(scanners.values()))
+        new_run = run_now(user, filled.template_id, set(scanners.values()), RUN_WITHIN)
         assert new_run != filled.run_id
         assert _open_ports(user, new_run) == filled.open_ports
 

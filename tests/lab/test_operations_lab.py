@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 
 from appliance.lab.topology import TARGET_HTTP_UNIT
-from tests.lab.appliance_support import Appliance, _wait, _wait_agent_settled
+from tests.lab.appliance_support import (
+    Appliance,
+    _wait,
+    _wait_agent_settled,
+    get_json,
+    run_now,
+    wait_run_finished,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -66,9 +73,7 @@ class Mirror:
 
 
 def _get(app: Appliance, url: str, **params: Any) -> Any:
-    answer = app.api.get(url, params=params)
-    assert answer.status_code == 200, f"GET {url}: {answer.status_code} {answer.text}"
-    return answer.json()
+    return get_json(app.api, url, **params)
 
 
 def _wait_online(app: Appliance, scanners: dict[str, int]) -> None:
@@ -76,39 +81,6 @@ def _wait_online(app: Appliance, scanners: dict[str, int]) -> None:
     for host, scanner_id in scanners.items():
         _wait(lambda sid=scanner_id: app.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online")
         _wait_agent_settled(app, host)
-
-
-def _wait_finished(app: Appliance, run_id: int, scanners: dict[str, int]) -> dict[str, Any]:
-    """The run terminal and its change detection done for every scanner (one run summary per scanner)."""
-    run: dict[str, Any] = {}
-
-    def finished() -> bool:
-        run.update(_get(app, f"/api/runs/{run_id}"))
-        return run["status"] not in ("pending", "running")
-
-    _wait(finished, RUN_WITHIN, f"run {run_id} finished")
-    _wait(lambda: {s["scanner_id"] for s in _get(app, "/api/results/runs", run_id=run_id)} == set(scanners.values()),
-          60, f"change detection of run {run_id} for both scanners")
-    return run
-
-
-def _run_now(app: Appliance, template_id: int, scanners: dict[str, int]) -> int:
-    """"Run now" on the template; returns the run id once the run has finished and its changes are known."""
-    request = app.api.post("/api/runs", json={"template_id": template_id})
-    assert request.status_code == 202, request.text
-    request_id = request.json()["id"]
-    run_ids: list[int] = []
-
-    def answered() -> bool:
-        run_id = _get(app, f"/api/run-requests/{request_id}")["run_id"]
-        if run_id is not None:
-            run_ids.append(int(run_id))
-        return bool(run_ids)
-
-    _wait(answered, 60, f"run request {request_id} answered by the dispatcher")
-    run = _wait_finished(app, run_ids[0], scanners)
-    assert run["status"] == "completed", run
-    return run_ids[0]
 
 
 def _jobs(app: Appliance, run_id: int) -> list[dict[str, Any]]:
@@ -196,7 +168,7 @@ def test_schedule_every_minute_runs_on_both_scanners_of_a_mirror_group(appliance
     fired = _get(appliance, f"/api/schedules/{schedule['id']}")
     assert fired["last_run_at"] is not None and datetime.fromisoformat(fired["next_run_at"]) > due, fired
 
-    finished = _wait_finished(appliance, run["id"], scanners)
+    finished = wait_run_finished(appliance.api, run["id"], set(scanners.values()), RUN_WITHIN)
     assert finished["status"] == "completed", finished
     jobs = _jobs(appliance, run["id"])
     assert sorted(j["scanner_id"] for j in jobs) == sorted(scanners.values()), jobs
@@ -209,16 +181,16 @@ def test_stopped_service_is_closed_from_both_scanners_then_opened(appliance: App
                                                                   mirror: Mirror) -> None:
     _wait_online(appliance, scanners)
     a, b = scanners["scanner-a"], scanners["scanner-b"]
-    baseline = _run_now(appliance, mirror.template_id, scanners)
+    baseline = run_now(appliance.api, mirror.template_id, set(scanners.values()), RUN_WITHIN)
     assert {(s, TARGET, 8080) for s in (a, b)} <= _open_ports(appliance, baseline)
     try:
         _target(appliance, f"systemctl stop {TARGET_HTTP_UNIT}")
-        stopped = _run_now(appliance, mirror.template_id, scanners)
+        stopped = run_now(appliance.api, mirror.template_id, set(scanners.values()), RUN_WITHIN)
         assert _changes(appliance, stopped, 8080) == {(a, TARGET, "closed"), (b, TARGET, "closed")}
         assert {(s, TARGET, p) for s in (a, b) for p in (22, 443)} == _open_ports(appliance, stopped)
     finally:
         _start_http(appliance, check=False)
-    started = _run_now(appliance, mirror.template_id, scanners)
+    started = run_now(appliance.api, mirror.template_id, set(scanners.values()), RUN_WITHIN)
     assert _changes(appliance, started, 8080) == {(a, TARGET, "opened"), (b, TARGET, "opened")}
     assert _changes(appliance, started, 22) == set()
 
@@ -229,13 +201,13 @@ def test_dropped_traffic_shows_8080_open_from_scanner_a_only(appliance: Applianc
     a, b = scanners["scanner-a"], scanners["scanner-b"]
     scanner_b = appliance.lab.host("scanner-b").addresses["external"]
     _start_http(appliance)  # whatever an earlier test left, the service runs
-    baseline = _run_now(appliance, mirror.template_id, scanners)
+    baseline = run_now(appliance.api, mirror.template_id, set(scanners.values()), RUN_WITHIN)
     assert {(s, TARGET, 8080) for s in (a, b)} <= _open_ports(appliance, baseline)
     try:
         _target(appliance, f"nft add table inet {NFT_TABLE} && nft add chain inet {NFT_TABLE} in "
                            "'{ type filter hook input priority -10 ; }' && nft add rule inet "
                            f"{NFT_TABLE} in ip saddr {scanner_b} tcp dport 8080 drop")
-        run_id = _run_now(appliance, mirror.template_id, scanners)
+        run_id = run_now(appliance.api, mirror.template_id, set(scanners.values()), RUN_WITHIN)
     finally:
         _target(appliance, f"nft delete table inet {NFT_TABLE}", check=False)
     differences = _get(appliance, f"/api/results/runs/{run_id}/cross-vantage")
