@@ -1,4 +1,4 @@
-"""Benchmark: job claims through the service (`claim_jobs`: lease, fencing token, attempt row) and through
+"""Benchmark: job claims through the service (`claim_jobs`: lease, fencing token, attempt stamp) and through
 ingest's HTTP API (`POST /scanner/v1/claim`) against a bare `FOR UPDATE SKIP LOCKED` claim loop on the same
 table, and the latency for an idle, long-polling scanner to get a job after the dispatcher's NOTIFY.
 
@@ -46,9 +46,14 @@ from app.domain.jobs.service import claim_jobs
 from tests.integration.test_scanner_support import IngestEnv, ingest_env
 from tests.support.postgres import running_postgres
 
+# The bare loop asks for a scanner's oldest pending job the way the service does (see _claim_sql in
+# app/domain/jobs/repository.py), so the planner keeps it on jobs_claim_idx: written `scanner_id = %s ORDER BY
+# id` it flips to a primary-key walk once the index has churned over a few rounds, and the peer would slow
+# down with every round (the service then looked 40% to 135% of it from one run to the next).
 BARE_CLAIM = (
     "UPDATE jobs SET status = 'running', lease_token = lease_token + 1 WHERE id = ("
-    " SELECT id FROM jobs WHERE scanner_id = %s AND status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " SELECT id FROM jobs WHERE scanner_id >= %(s)s AND scanner_id <= %(s)s AND status = 'pending'"
+    " ORDER BY scanner_id, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
     " RETURNING id")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -129,7 +134,7 @@ def bare_claims(env: IngestEnv, scanner_ids: list[int]) -> int:
     def worker(i: int) -> int:
         claimed = 0
         with psycopg.connect(env.dsn("jobs"), autocommit=True) as conn:
-            while conn.execute(BARE_CLAIM, (scanner_ids[i],)).fetchone():
+            while conn.execute(BARE_CLAIM, {"s": scanner_ids[i]}).fetchone():
                 claimed += 1
         return claimed
 
@@ -167,7 +172,7 @@ async def async_claims(env: IngestEnv, scanner_ids: list[int], max_jobs: int) ->
             claimed = 0
             while True:
                 async with jobs.connection() as conn:
-                    row = await (await conn.execute(BARE_CLAIM, (sid,))).fetchone()
+                    row = await (await conn.execute(BARE_CLAIM, {"s": sid})).fetchone()
                 if row is None:
                     return claimed
                 claimed += 1
@@ -250,7 +255,8 @@ def main() -> int:
     bare, bare_async, service, service16, http, http16 = (statistics.median(rates[s]) for s in sides)
     lat = sorted(latencies)
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
-    verdict = "meets" if service / bare >= 0.5 else "MISSES"
+    best = max(bare, bare_async)  # judged against the faster of the two bare loops of this run
+    verdict = "meets" if service / best >= 0.5 else "MISSES"
     print(f"{args.scanners} scanners x {args.jobs} jobs, median of {args.rounds} rounds (claims/s)")
     print(f"  bare SKIP LOCKED loop, sync psycopg : {bare:8,.0f}")
     print(f"  bare loop, async psycopg, same pool : {bare_async:8,.0f}")
@@ -261,8 +267,8 @@ def main() -> int:
           f" ingest CPU {statistics.median(cpu_per_request['http']) * 1e6:.0f} us/request")
     print(f"  ingest HTTP, 16 jobs/request        : {http16:8,.0f}  {http16 / bare:.0%} of bare sync;"
           f" ingest CPU {statistics.median(cpu_per_request['http16']) * 1e6:.0f} us/request")
-    print(f"  target (issue: claims through the service >= 50% of the bare loop): service/bare sync"
-          f" {service / bare:.0%} -> {verdict} it")
+    print(f"  target (issue: claims through the service >= 50% of the bare loop): service/faster bare loop"
+          f" {service / best:.0%} -> {verdict} it")
     print(f"  idle scanner gets a job after NOTIFY: p50 {statistics.median(lat) * 1000:.0f} ms,"
           f" p95 {p95 * 1000:.0f} ms (target < 1 s)")
     return 0

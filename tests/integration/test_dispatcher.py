@@ -103,16 +103,13 @@ def claim(dsn: str, scanner_id: int, lease_seconds: float = 300) -> dict[str, An
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
             "UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = attempts + 1,"
-            " lease_expires_at = now() + make_interval(secs => %s), started_at = now(), updated_at = now()"
+            " lease_expires_at = now() + make_interval(secs => %s), started_at = coalesce(started_at, now()),"
+            " attempt_started_at = now(), updated_at = now()"
             " WHERE id = (SELECT id FROM jobs WHERE scanner_id = %s AND status = 'pending' ORDER BY id"
             "             LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *",
             (lease_seconds, scanner_id),
         )
-        job = cur.fetchone()
-        if job:
-            cur.execute("INSERT INTO job_attempts (job_id, attempt, scanner_id, lease_token) VALUES (%s, %s, %s, %s)",
-                        (job["id"], job["attempts"], scanner_id, job["lease_token"]))
-        return job
+        return cur.fetchone()
 
 
 def accept_batch(dsn: str, job_id: int, token: int) -> bool:
@@ -385,12 +382,12 @@ def test_stuck_pending_stuck_running_and_expired_each_raise_one_event(
     _age(jdsn, "UPDATE jobs SET updated_at = now() - interval '16 minutes' WHERE id = %s", ids[1])
     # Far past 3x its estimate but inside the floor: a small job taking a minute is not stuck.
     _age(jdsn, "UPDATE jobs SET estimate_seconds = 1 WHERE id = %s", running["id"])
-    _age(jdsn, "UPDATE job_attempts SET started_at = now() - interval '60 seconds' WHERE job_id = %s", running["id"])
+    _age(jdsn, "UPDATE jobs SET attempt_started_at = now() - interval '60 seconds' WHERE id = %s", running["id"])
     run_async(dispatcher, lambda c, j: reconcile(c, j, dispatcher))
     assert [e for e in events(cdsn) if e["class"] == "stuck_running"] == []
     # Past both thresholds: 3x the estimate and the floor a small job's estimate does not reach.
-    _age(jdsn, "UPDATE job_attempts a SET started_at = now() - make_interval(secs => greatest(4 * j.estimate_seconds,"
-         " %s + 60)) FROM jobs j WHERE j.id = a.job_id AND a.job_id = %s",
+    _age(jdsn, "UPDATE jobs SET attempt_started_at = now() - make_interval(secs => greatest(4 * estimate_seconds,"
+         " %s + 60)) WHERE id = %s",
          dispatcher.dispatcher.stuck_running_min_seconds, running["id"])
     _age(jdsn, "UPDATE jobs SET created_at = now() - interval '25 hours' WHERE id = %s", ids[2])
 
@@ -501,6 +498,27 @@ def test_lease_expiry_against_the_ingest_claim_and_fence(migrated: SettingsFacto
     assert new["id"] == old["id"] and new["lease_token"] > old["lease_token"] + 1
     assert check(new["id"], new["lease_token"]) == "accepted"
     assert check(old["id"], old["lease_token"]) == "stale_lease"
+
+    # The attempt history: written when an attempt ends (by the jobs_attempt_end trigger, as the role that
+    # ended it), never by the claim; the attempt in progress is on the job row.
+    def history() -> list[tuple[Any, ...]]:
+        with psycopg.connect(owner_dsn("jobs")) as conn:
+            return conn.execute("SELECT attempt, scanner_id, lease_token, outcome, ended_at >= started_at"
+                                " FROM job_attempts WHERE job_id = %s ORDER BY attempt", (old["id"],)).fetchall()
+
+    assert history() == [(1, sid, old["lease_token"], "requeued:lease_expired", True)]
+    with psycopg.connect(owner_dsn("jobs")) as conn:
+        assert conn.execute("SELECT attempt_started_at IS NOT NULL FROM jobs WHERE id = %s",
+                            (old["id"],)).fetchone() == (True,)
+
+    async def finish(_: AsyncConnection, jobs: AsyncConnection) -> None:
+        async with jobs.transaction():
+            await ingest_jobs.finish(jobs, await locked_lease(jobs, new["id"], sid, new["lease_token"]),
+                                     "completed", None, None)
+
+    run_async(ingest, finish)
+    assert history() == [(1, sid, old["lease_token"], "requeued:lease_expired", True),
+                         (2, sid, new["lease_token"], "completed", True)]
 
 
 def test_finalisation_runs_change_detection_as_the_dispatcher_role(

@@ -7,45 +7,50 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+# The job's targets and options go to the agent as they are stored: read as JSON text and passed through
+# (msgspec.Raw), not decoded into Python lists here and encoded again for the answer.
+_LEASED = ("j.id, j.run_id, j.lease_token, j.targets::text AS targets, j.ports, j.options::text AS options,"
+           " j.cost, j.attempts")
+# The attempt starts on the job row only; its history row is written when it ends (migration jobs/0600).
+_LEASE_SET = ("status = 'running', lease_token = j.lease_token + 1,"
+              " lease_expires_at = now() + make_interval(secs => %(lease)s), attempts = j.attempts + 1,"
+              " started_at = coalesce(j.started_at, now()), attempt_started_at = now(), updated_at = now()")
 
+
+# The pending jobs of one scanner, oldest first: only jobs_claim_idx (scanner_id, id) WHERE pending gives them
+# in that order. Asked as `scanner_id = X ORDER BY id`, the planner may instead walk the primary key from the
+# oldest job and filter (it does once the partial index has churned and statistics show most jobs pending),
+# skipping every job claimed or finished before: a claim then costs more with every job in the table. So the
+# scanner is matched as a range of one (`>= X AND <= X`) and the order is `scanner_id, id`: an equality would
+# make `scanner_id` a constant and drop it from the order, which the primary key could then provide again.
 def _claim_sql(limit: str) -> str:
     return (
-        "WITH picked AS ("
-        "  SELECT id FROM jobs WHERE scanner_id = %(s)s AND status = 'pending'"
-        f"  ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED),"
-        " leased AS ("
-        "  UPDATE jobs j SET status = 'running', lease_token = j.lease_token + 1,"
-        "   lease_expires_at = now() + make_interval(secs => %(lease)s), attempts = j.attempts + 1,"
-        "   started_at = coalesce(j.started_at, now()), updated_at = now()"
-        "  FROM picked WHERE j.id = picked.id"
-        "  RETURNING j.id, j.run_id, j.lease_token, j.targets, j.ports, j.options, j.cost, j.attempts),"
-        " attempt AS ("
-        "  INSERT INTO job_attempts (job_id, attempt, scanner_id, lease_token)"
-        "  SELECT id, attempts, %(s)s, lease_token FROM leased ON CONFLICT (job_id, attempt) DO NOTHING)"
-        " SELECT * FROM leased ORDER BY id")
+        f"UPDATE jobs j SET {_LEASE_SET} WHERE j.id = ANY(ARRAY("
+        "  SELECT id FROM jobs WHERE scanner_id >= %(s)s AND scanner_id <= %(s)s AND status = 'pending'"
+        f"  ORDER BY scanner_id, id LIMIT {limit} FOR UPDATE SKIP LOCKED))"
+        f" RETURNING {_LEASED}")
 
 
-# psycopg prepares a statement after a few runs, and the server then uses a generic plan. With `LIMIT $n`
-# that plan assumes 10% of the table is picked and hash-joins the UPDATE over a seq scan of ALL jobs (cost
-# growing with the table; ~2x the claim's time with only 4,000 jobs). So one job per claim (what the agent
-# asks) uses a constant LIMIT, whose generic plan is the index nested loop; more than one is planned per call
-# for its real n (prepare=False), planning amortised over the n jobs.
+# psycopg prepares a statement after a few runs, and the server then uses a generic plan, which for `LIMIT $n`
+# assumes a tenth of the table is picked. So one job per claim (what the agent asks) uses a constant LIMIT;
+# more than one is planned per call for its real n (prepare=False), planning amortised over the n jobs.
 _CLAIM_ONE = _claim_sql("1")
 _CLAIM_MANY = _claim_sql("%(n)s")
 
 
 async def claim(conn: AsyncConnection, scanner_id: int, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-    """Lease up to `limit` pending jobs of this scanner and record the attempts, in one statement.
+    """Lease up to `limit` pending jobs of this scanner (oldest first), in one statement.
 
     SKIP LOCKED lets concurrent claims pass each other; the partial index jobs_claim_idx keeps it cheap.
+    Targets and options come back as JSON text.
     """
     async with conn.cursor(row_factory=dict_row) as cur:
         params = {"s": scanner_id, "n": limit, "lease": lease_seconds}
         if limit == 1:
             await cur.execute(_CLAIM_ONE, params)
-        else:
-            await cur.execute(_CLAIM_MANY, params, prepare=False)
-        return await cur.fetchall()
+            return await cur.fetchall()
+        await cur.execute(_CLAIM_MANY, params, prepare=False)
+        return sorted(await cur.fetchall(), key=lambda r: r["id"])
 
 
 async def lock_job(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
@@ -70,6 +75,7 @@ async def record_progress(conn: AsyncConnection, job: dict[str, Any], scanned: i
 async def finish(conn: AsyncConnection, job: dict[str, Any], status: str, error_class: str | None,
                  error: str | None) -> None:
     done = int(job["cost"]) if status == "completed" else int(job["done_cost"])
+    # The attempt's history row (job_attempts) is written by the jobs_attempt_end trigger.
     await conn.execute(
         "UPDATE jobs SET status = %s, finished_at = now(), lease_expires_at = NULL, done_cost = %s,"
         " error_class = %s, last_error = %s, updated_at = now() WHERE id = %s",
@@ -77,6 +83,3 @@ async def finish(conn: AsyncConnection, job: dict[str, Any], status: str, error_
     if done > job["done_cost"]:
         await conn.execute("UPDATE scan_runs SET done_cost = done_cost + %s WHERE id = %s",
                            (done - int(job["done_cost"]), job["run_id"]))
-    await conn.execute(
-        "UPDATE job_attempts SET ended_at = now(), outcome = %s WHERE job_id = %s AND lease_token = %s",
-        (status if not error_class else f"{status}:{error_class}", job["id"], job["lease_token"]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -21,9 +21,9 @@ class ClaimedJob(msgspec.Struct):
     job_id: int
     run_id: int
     lease_token: int
-    targets: list[list[str]]
+    targets: msgspec.Raw       # the stored JSON, passed through: [["198.18.0.0", "198.18.0.255"], ...]
     ports: str
-    options: dict[str, Any]
+    options: msgspec.Raw       # the stored JSON object: rate, timeout_ms, banner, tls
     cost: int
     attempt: int
     first_batch_seq: int   # numbering continues after earlier attempts' batches: (job_id, batch_seq) stays unique

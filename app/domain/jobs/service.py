@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -46,7 +47,7 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
             if not first and may_claim is not None and not await may_claim():
                 return []
             first = False
-            # One statement (lease, attempt row): atomic on its own, so no BEGIN/COMMIT round trips.
+            # One statement: atomic on its own, so no BEGIN/COMMIT round trips.
             async with jobs.connection() as conn:
                 rows = await repo.claim(conn, scanner_id, max_jobs, lease_seconds)
             if rows:
@@ -71,6 +72,7 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
             async with results.connection() as rconn:
                 first_seq = await ingest_repo.next_batch_seq(rconn, r["id"])
         claimed.append(ClaimedJob(job_id=r["id"], run_id=r["run_id"], lease_token=r["lease_token"],
-                                  targets=r["targets"], ports=r["ports"], options=r["options"] or {},
+                                  targets=msgspec.Raw(r["targets"]), ports=r["ports"],
+                                  options=msgspec.Raw(r["options"] or "{}"),
                                   cost=r["cost"], attempt=r["attempts"], first_batch_seq=first_seq))
     return claimed

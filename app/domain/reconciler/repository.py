@@ -36,13 +36,7 @@ async def expire_leases(conn: AsyncConnection) -> list[dict[str, Any]]:
         " lease_token = lease_token + 1, lease_expires_at = NULL, updated_at = now()"
         " WHERE status = 'running' AND lease_expires_at < now()" + _RETURNING,
     )
-    if rows:
-        await conn.execute(
-            "UPDATE job_attempts SET ended_at = now(), outcome = 'lease_expired'"
-            " WHERE job_id = ANY(%s) AND ended_at IS NULL",
-            ([r["id"] for r in rows],),
-        )
-    return rows
+    return rows  # each ended attempt's history row is written by the jobs_attempt_end trigger
 
 
 async def recovered_jobs(conn: AsyncConnection) -> list[dict[str, Any]]:
@@ -76,6 +70,7 @@ async def mark_stuck_pending(conn: AsyncConnection, older_than: timedelta) -> li
         " WHERE status = 'pending' AND stall_class IS NULL AND updated_at < now() - %(t)s"
         " AND NOT EXISTS (SELECT 1 FROM jobs busy WHERE busy.scanner_id = j.scanner_id"
         "   AND (busy.status = 'running' OR (busy.status = 'completed' AND busy.finished_at > now() - %(t)s)))"
+        # Attempts that ended recently (job_attempts); one in progress is `busy` above.
         " AND NOT EXISTS (SELECT 1 FROM job_attempts a WHERE a.scanner_id = j.scanner_id"
         "   AND a.started_at > now() - %(t)s)" + _RETURNING,
         {"t": older_than},
@@ -85,11 +80,11 @@ async def mark_stuck_pending(conn: AsyncConnection, older_than: timedelta) -> li
 async def mark_stuck_running(conn: AsyncConnection, factor: float, floor_seconds: float) -> list[dict[str, Any]]:
     return await _rows(
         conn,
-        # Measured from the current attempt's start (job_attempts): jobs.started_at keeps the first attempt's.
+        # Measured from the current attempt's start: jobs.started_at keeps the first attempt's.
         "UPDATE jobs j SET stall_class = 'stuck_running', stall_since = now(), stall_token = lease_token"
-        " WHERE status = 'running' AND stall_class IS NULL AND EXISTS ("
-        "   SELECT 1 FROM job_attempts a WHERE a.job_id = j.id AND a.attempt = j.attempts"
-        "   AND a.started_at < now() - make_interval(secs => greatest(%s * j.estimate_seconds, %s)))"
+        " WHERE status = 'running' AND stall_class IS NULL"
+        " AND coalesce(attempt_started_at, started_at)"
+        "   < now() - make_interval(secs => greatest(%s * j.estimate_seconds, %s))"
         + _RETURNING,
         (factor, floor_seconds),
     )
