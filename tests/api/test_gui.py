@@ -188,13 +188,14 @@ def test_operator_repairs_a_job_from_the_run_page(migrated: SettingsFactory,
 
 def test_dashboard_names_the_scanners_that_went_silent(migrated: SettingsFactory,
                                                        owner_dsn: Callable[[str], str]) -> None:
-    """Counts of online/offline scanners, and the offline ones by name with their last heartbeat."""
+    """Counts of online/offline/outdated scanners, and the offline ones by name with their last heartbeat."""
     settings = migrated()
     with psycopg.connect(owner_dsn("config")) as conn:
-        conn.execute("INSERT INTO scanners (name, status, last_heartbeat_at, last_address) VALUES"
-                     " ('alive', 'active', now(), '198.18.0.21'),"
-                     " ('silent', 'active', now() - interval '1 hour', '198.18.0.22'),"
-                     " ('new', 'pending', NULL, NULL)")
+        # 'alive' reports an agent older than the appliance's minimum (0.1.0): online but outdated.
+        conn.execute("INSERT INTO scanners (name, status, last_heartbeat_at, last_address, version) VALUES"
+                     " ('alive', 'active', now(), '198.18.0.21', '0.0.9'),"
+                     " ('silent', 'active', now() - interval '1 hour', '198.18.0.22', '0.1.0'),"
+                     " ('new', 'pending', NULL, NULL, NULL)")
     name = create_user(settings, role="viewer")
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         gui_login(client, name)
@@ -202,6 +203,7 @@ def test_dashboard_names_the_scanners_that_went_silent(migrated: SettingsFactory
     assert re.search(r'<span class="n">1</span> scanners online', live)
     assert re.search(r'<span class="n">1</span> offline', live)
     assert re.search(r'<span class="n">1</span> awaiting install', live)
+    assert re.search(r'<span class="n">1</span> outdated', live)
     assert "silent</a> (last heartbeat" in live and "198.18.0.22" in live and "alive</a>" not in live
 
 

@@ -148,6 +148,12 @@ async def key_record(conn: AsyncConnection, key_id: str) -> tuple[Any, ...] | No
     return await cur.fetchone()
 
 
+async def version_counts(conn: AsyncConnection) -> dict[str, int]:
+    """How many scanners last reported each agent version (scanners that never reported one left out)."""
+    cur = await conn.execute("SELECT version, count(*) FROM scanners WHERE version IS NOT NULL GROUP BY version")
+    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+
+
 async def active_key_records(conn: AsyncConnection, limit: int) -> list[tuple[Any, ...]]:
     """Every unrevoked key with its scanner (at most `limit`), to fill ingest's key cache in one query."""
     cur = await conn.execute(_KEY_RECORD + " WHERE k.revoked_at IS NULL LIMIT %s", (limit,))

@@ -29,8 +29,9 @@ from app.domain.scanners.schemas import (
     TokenCreate,
     TokenRead,
 )
-from app.domain.scanners.versions import with_outdated
+from app.domain.scanners.versions import required_agent_version, with_outdated
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from app.scanner.versions import older_than
 
 
 def _network(value: str | None, field: str) -> str | None:
@@ -71,6 +72,16 @@ async def _read(conn: AsyncConnection, settings: Settings, scanner_id: int) -> S
 
 async def list_scanners(conn: AsyncConnection, settings: Settings) -> list[ScannerRead]:
     return [with_outdated(s, settings) for s in await repo.list_scanners(conn, settings.scanner.offline_after)]
+
+
+async def count_outdated(conn: AsyncConnection, settings: Settings) -> int:
+    """Scanners whose last reported agent version is too old to take jobs (those `?state=outdated` lists).
+
+    Counted per distinct version with the same comparison as `with_outdated`, not in SQL, so the dashboard
+    and the scanners list can never disagree on what "outdated" means.
+    """
+    required = required_agent_version(settings)
+    return sum(n for version, n in (await repo.version_counts(conn)).items() if older_than(version, required))
 
 
 async def get_scanner(conn: AsyncConnection, settings: Settings, scanner_id: int) -> ScannerRead:

@@ -1,4 +1,4 @@
-"""The dashboard: scanners online/offline, running scans, recent changes and events (live via htmx)."""
+"""The dashboard: scanners online/offline/outdated, running scans, recent changes and events (live via htmx)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from app.config import Settings
 from app.domain.events.service import list_events
 from app.domain.overview import repository as overview
+from app.domain.scanners import service as scanner_service
 from app.roles.manager.gui.render import page
 from app.web.deps import AppSettings, ConfigConn, JobsConn, ResultsConn
 
@@ -19,6 +20,7 @@ async def _context(settings: Settings, config_conn: AsyncConnection, jobs_conn: 
                    results_conn: AsyncConnection) -> dict[str, Any]:
     return {
         "scanners": await overview.scanner_counts(config_conn, settings.scanner.offline_after),
+        "outdated": await scanner_service.count_outdated(config_conn, settings),
         "offline": await overview.offline_scanners(config_conn, settings.scanner.offline_after),
         "running": await overview.running_scans(jobs_conn),
         "changes": await overview.recent_changes(results_conn),
