@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
@@ -182,6 +183,11 @@ def test_restore_into_lost_databases_gives_back_their_acl(pg: PostgresServer, mi
     from app.db.connect import conninfo
     with psycopg.connect(conninfo(settings, "jobs")) as conn:  # a service role still logs in
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    # The skipped grants are told to operators as an event, not only in the journal.
+    (severity, details), = _redeploy_events(pg, names["config"])
+    assert severity == "warning" and details["backup_id"] == manifest.backup_id
+    assert details["databases"] == ["config", "jobs", "results"] and details["hint"] == service.REDEPLOY_HINT
+    assert all("mipo_gone" in reason for reason in details["reasons"].values())
 
     # A backup made before shapes were recorded: the field is absent, the signature still verifies.
     backup_dir = kit.directory / manifest.backup_id
@@ -197,3 +203,14 @@ def test_restore_into_lost_databases_gives_back_their_acl(pg: PostgresServer, mi
         assert _acl(pg, db) == {("mipo_owner", p, False) for p in ("CONNECT", "CREATE", "TEMPORARY")}
         assert not _connects(pg, "mipo_stranger", db)
         assert not _connects(pg, "mipo_manager", db)  # until a redeploy re-applies the connect rules
+    # ... which operators learn from an event naming the databases (written although no service can connect).
+    (severity, details), = _redeploy_events(pg, names["config"])
+    assert severity == "warning" and details["backup_id"] == manifest.backup_id
+    assert details["databases"] == ["config", "jobs", "results"] and details["hint"] == service.REDEPLOY_HINT
+    assert all("predates recorded database ACLs" in reason for reason in details["reasons"].values())
+
+
+def _redeploy_events(server: PostgresServer, dbname: str) -> list[tuple[str, dict[str, Any]]]:
+    with psycopg.connect(server.dsn(dbname)) as conn:
+        return conn.execute("SELECT severity, details FROM events WHERE class = %s ORDER BY id",
+                            (service.REDEPLOY_EVENT,)).fetchall()

@@ -200,10 +200,12 @@ async def check_versions(settings: Settings, manifest: Manifest) -> None:
 
 
 REDEPLOY_HINT = "a redeploy (`mipo deploy`) re-applies the appliance's connect rules"
+REDEPLOY_EVENT = "backup_redeploy_needed"
 
 
-async def restore_shape(settings: Settings, db: DatabaseManifest) -> repo.DatabaseShape:
-    """The shape a restored database gets (read-only queries; resolved before any database is touched).
+async def restore_shape(settings: Settings, db: DatabaseManifest) -> tuple[repo.DatabaseShape, str | None]:
+    """The shape a restored database gets (read-only queries; resolved before any database is touched),
+    and why it will need a redeploy to get its service privileges back (None: it will not).
 
     An existing database keeps its current shape. A missing one gets the shape recorded in the manifest,
     minus grants to roles that no longer exist; a backup without that record gets a closed ACL (CONNECT
@@ -215,15 +217,16 @@ async def restore_shape(settings: Settings, db: DatabaseManifest) -> repo.Databa
                                                      autocommit=True) as admin:
         current = await repo.database_shape(admin, target.name)
         if current is not None:
-            return current
+            return current, None
         template = await repo.template_shape(admin, target.owner)
         recorded = db.shape
         if recorded is None:
             log.warning("%s: database %s is missing and backup predates recorded database ACLs: it is restored "
                         "closed (PUBLIC revoked, CONNECT for the owner %s only); %s", which, target.name,
                         target.owner, REDEPLOY_HINT)
-            return repo.DatabaseShape(target.owner, template.encoding, template.collate, template.ctype,
-                                      [(target.owner, "CONNECT", False)])
+            return (repo.DatabaseShape(target.owner, template.encoding, template.collate, template.ctype,
+                                       [(target.owner, "CONNECT", False)]),
+                    f"the backup predates recorded database ACLs: restored closed (CONNECT for {target.owner} only)")
         grantees = [g.grantee for g in recorded.acl or [] if g.grantee is not None]
         present = await repo.existing_roles(admin, [recorded.owner, *grantees])
     owner = recorded.owner
@@ -232,6 +235,7 @@ async def restore_shape(settings: Settings, db: DatabaseManifest) -> repo.Databa
                     which, owner, target.owner)
         owner = target.owner
     acl: list[tuple[str | None, str, bool]] | None = None
+    note: str | None = None
     if recorded.acl is not None:
         acl = [(g.grantee, g.privilege, g.grantable) for g in recorded.acl
                if g.grantee is None or g.grantee in present]
@@ -239,9 +243,28 @@ async def restore_shape(settings: Settings, db: DatabaseManifest) -> repo.Databa
         if missing:
             log.warning("%s: recorded grants to roles that do not exist on the server are skipped: %s; %s",
                         which, ", ".join(missing), REDEPLOY_HINT)
+            note = f"recorded grants to roles that do not exist were skipped: {', '.join(missing)}"
     log.info("%s: database %s is missing; recreating it with the owner, locale and ACL recorded at backup time",
              which, target.name)
-    return repo.DatabaseShape(owner, recorded.encoding, recorded.collate, recorded.ctype, acl)
+    return repo.DatabaseShape(owner, recorded.encoding, recorded.collate, recorded.ctype, acl), note
+
+
+async def record_redeploy_needed(settings: Settings, backup_id: str, notes: dict[str, str]) -> None:
+    """Tell operators (an event, not only the journal) which restored databases wait for a redeploy.
+
+    Written as the restore superuser: the service roles may be exactly what cannot connect yet. Best
+    effort, like the other backup events: the restore itself is done and must not be reported failed.
+    """
+    target = settings.databases.config.name
+    try:
+        async with await psycopg.AsyncConnection.connect(admin_conninfo(settings, "config", target)) as conn:
+            await emit(conn, REDEPLOY_EVENT,
+                       f"backup {backup_id} restored; privileges of {', '.join(notes)} still need re-applying: "
+                       f"{REDEPLOY_HINT}", severity="warning",
+                       details={"backup_id": backup_id, "databases": sorted(notes), "reasons": notes,
+                                "hint": REDEPLOY_HINT})
+    except psycopg.Error as exc:
+        log.warning("could not record event %s: %s", REDEPLOY_EVENT, exc)
 
 
 async def _restore_one(settings: Settings, db: DatabaseManifest, shape: repo.DatabaseShape, dump: Path,
@@ -296,15 +319,19 @@ async def restore_backup(settings: Settings, backup_id: str, identity: str) -> M
             copies[db.name].unlink()
             await tools.check_archive(settings.backup, out)
             dumps[db.name] = out
-        shapes = {which: await restore_shape(settings, entry) for which in DATABASE_NAMES
-                  if (entry := manifest.database(which)) is not None}
+        shaped = {which: await restore_shape(settings, entry) for which in DATABASE_NAMES
+                   if (entry := manifest.database(which)) is not None}
         # Nothing above wrote to a database; from here on each one is replaced in turn.
         for which in DATABASE_NAMES:
             entry = manifest.database(which)
             assert entry is not None
             log.info("restoring %s from backup %s", which, backup_id)
-            await _restore_one(settings, entry, shapes[which], dumps[which], work)
+            await _restore_one(settings, entry, shaped[which][0], dumps[which], work)
     log.info("backup %s restored", backup_id)
+    # Only now: the config database the event goes into is the restored one, not the one it replaced.
+    notes: dict[str, str] = {which: note for which, (_, note) in shaped.items() if note is not None}
+    if notes:
+        await record_redeploy_needed(settings, backup_id, notes)
     return manifest
 
 
