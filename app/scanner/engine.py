@@ -21,6 +21,7 @@ from __future__ import annotations
 import _socket
 import contextlib
 import errno
+import itertools
 import resource
 import select
 import struct
@@ -38,7 +39,7 @@ _RETRY_LATER = frozenset({errno.EAGAIN, errno.EADDRNOTAVAIL, errno.ENOBUFS, errn
 _FILTERED = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
 _REFUSED = errno.ECONNREFUSED
 _IN_FLIGHT = errno.EALREADY
-_STARTED = frozenset({errno.EINPROGRESS, errno.EINTR})
+_STARTED = (errno.EINPROGRESS, errno.EINTR)  # a tuple: EINPROGRESS, nearly always, matches first
 # Probes started in one go before the loop looks at answers, timeouts and (async) other tasks again.
 BATCH = 1024
 _MAX_IDLE = 0.1  # longest wait between looks at stop()
@@ -291,28 +292,33 @@ class _Scan:
         return sock
 
     def launch(self, n: int) -> int:
-        """Start up to n probes; returns how many started (fewer when the probes or the sockets ran out)."""
+        """Start up to n probes; returns how many started (fewer when the probes or the sockets ran out).
+
+        The common case, a port answered before connect() returns, keeps one socket in hand for probe after
+        probe: two connect() calls and a few comparisons per probe, no pool or epoll traffic.
+        """
         free, pending, deadlines, armed = self.free, self.pending, self.deadlines, self.armed
         register, modify = self.epoll.register, self.epoll.modify
-        probes, timeout, monotonic = self.probes, self.owner.timeout, time.monotonic
+        timeout, monotonic = self.owner.timeout, time.monotonic
         free6: list[_socket.socket] = []
         started = closed = 0
+        probes: Iterator[Probe] = self.probes
+        if self.backlog is not None:
+            probes = itertools.chain((self.backlog,), probes)
+            self.backlog = None
+        sock: _socket.socket | None = None  # unconnected, of family v6 (True: IPv6)
+        v6 = False
         try:
-            while started < n:
-                probe = self.backlog
-                if probe is None:
-                    probe = next(probes, None)
-                    if probe is None:
-                        self.exhausted = True
+            for probe in probes:
+                if sock is None or (":" in probe[0]) is not v6:
+                    if sock is not None:
+                        (free6 if v6 else free).append(sock)
+                    v6 = ":" in probe[0]
+                    pool = free6 if v6 else free
+                    sock = pool.pop() if pool else self._new_socket(_socket.AF_INET6 if v6 else _socket.AF_INET)
+                    if sock is None:
+                        self.backlog = probe
                         break
-                else:
-                    self.backlog = None
-                v6 = ":" in probe[0]
-                pool = free6 if v6 else free
-                sock = pool.pop() if pool else self._new_socket(_socket.AF_INET6 if v6 else _socket.AF_INET)
-                if sock is None:
-                    self.backlog = probe
-                    break
                 t0 = monotonic()
                 err = sock.connect_ex(probe)
                 if err in _STARTED:
@@ -327,19 +333,27 @@ class _Scan:
                         else:
                             register(fd, _EPOLL_MASK)
                             armed.add(fd)
+                        sock = None
                         started += 1
+                        if started >= n:
+                            break
                         continue
                 if err == _REFUSED:
-                    closed += 1
-                    pool.append(sock)
+                    closed += 1  # the socket is unconnected again: it stays in hand
                 elif err in _RETRY_LATER:
-                    pool.append(sock)  # the attempt never started: the socket is still unconnected
-                    self.backlog = probe
+                    self.backlog = probe  # the attempt never started: the socket is still unconnected
                     break
                 else:
-                    self.settle(sock, probe, t0, err, pool)
+                    self.settle(sock, probe, t0, err, free6 if v6 else free)
+                    sock = None
                 started += 1
+                if started >= n:
+                    break
+            else:
+                self.exhausted = True
         finally:
+            if sock is not None:
+                (free6 if v6 else free).append(sock)
             self.stats.attempts += started
             self.stats.closed += closed
             for sock in free6:  # IPv6 is rare: do not keep a second idle pool

@@ -3,16 +3,21 @@
 A connect scan is bound by per-probe CPU, mostly kernel time (about 5-10 µs per probe), so one process
 tops out near 100-150k probes/s on closed ports, less when probes wait on timeouts.
 The probes are numbered (`ProbeSpace`) and handed out in chunks on demand, this process included, so a
-process that starts late (a worker needs ~40 ms to boot) or gets less CPU simply takes fewer chunks.
-Each process runs at rate/N and concurrency/N. Workers (`worker.py`, started lean with posix_spawn: no
-site, no asyncio) read chunks on stdin and write requests for more, open ports and progress as text lines
-on stdout; their pipes are served by this process's own scan loop (the engine's epoll set), so the same
-code runs inside the agent's asyncio loop and in a plain `scan` command.
+process that starts late or gets less CPU simply takes fewer chunks. Each process runs at rate/N and
+concurrency/N. A worker (`worker.py`) reads chunks on one pipe and writes requests for more, open ports
+and progress as text lines on another; the pipes are served by this process's own scan loop (the engine's
+epoll set), so the same code runs inside the agent's asyncio loop and in a plain `scan` command.
+
+How a worker starts: a single-threaded process (the `scan` command) forks it — it has every module
+loaded already and scans within a millisecond; a process with other threads (the agent: its HTTP calls
+run in threads, any of which may hold a lock at the moment of a fork) starts it with posix_spawn as a
+lean `python3 -I -S` (no site, no asyncio: ~30-40 ms to its first probe).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -73,8 +78,9 @@ class _Worker:
 class ParallelScanner:
     """`await run(...)` inside the agent, `run_blocking(...)` from the command line; `stop()` aborts."""
 
-    def __init__(self, rate: float, concurrency: int, timeout: float, workers: int) -> None:
+    def __init__(self, rate: float, concurrency: int, timeout: float, workers: int, start: str = "auto") -> None:
         self.rate, self.concurrency, self.timeout, self.workers = rate, concurrency, timeout, workers
+        self.start = start  # "auto" (fork when single-threaded, else spawn), "fork" or "spawn"
         self.stats = ScanStats()
         self._workers: list[_Worker] = []
         self._local: ConnectScanner | None = None
@@ -149,9 +155,12 @@ class ParallelScanner:
         child_in, our_in = os.pipe()
         our_out, child_out = os.pipe()
         try:
-            # posix_spawn: nothing of this (possibly threaded) process runs in the child before exec.
-            pid = os.posix_spawn(sys.executable, worker_argv(), os.environ, file_actions=[
-                (os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1)])
+            if self.start == "fork" or (self.start == "auto" and _single_threaded()):
+                pid = self._fork(child_in, child_out, (our_in, our_out))
+            else:
+                # posix_spawn: nothing of this (threaded) process runs in the child before exec.
+                pid = os.posix_spawn(sys.executable, worker_argv(), os.environ, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_in, 0), (os.POSIX_SPAWN_DUP2, child_out, 1)])
         except BaseException:
             for fd in (child_in, our_in, our_out, child_out):
                 os.close(fd)
@@ -162,6 +171,31 @@ class ParallelScanner:
         w = _Worker(pid, our_in, our_out)
         self._workers.append(w)
         return w
+
+    def _fork(self, rfd: int, wfd: int, ours: tuple[int, int]) -> int:
+        """Fork a worker that serves the pipes rfd/wfd; returns its pid (in this process only)."""
+        from .worker import serve  # before the fork: the child imports nothing
+
+        pid = os.fork()
+        if pid:
+            return pid
+        # The child. It leaves with os._exit: no atexit handler, no flush of the parent's buffered output.
+        code = 1
+        try:
+            # Only its own two pipe ends stay open, so every other worker sees the end of its pipes in time.
+            for fd in (*ours, *(fd for w in self._workers for fd in (w.stdin, w.stdout) if fd != -1)):
+                os.close(fd)
+            signal.set_wakeup_fd(-1)  # a signal here must not wake the parent's event loop
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)  # stop() ends it with SIGTERM, as a spawned worker
+            code = serve(rfd, wfd)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                import traceback
+
+                os.write(2, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
 
     def _finish(self) -> None:
         """Stop what still runs, reap every worker, merge the counts; a worker that failed is an error."""
@@ -193,8 +227,8 @@ class ParallelScanner:
 
     def _own_share(self) -> Iterator[tuple[str, int]]:
         assert self._space is not None
-        while (chunk := self._take()) is not None:
-            yield from self._space.between(*chunk)
+        space = self._space
+        return itertools.chain.from_iterable(space.between(*chunk) for chunk in iter(self._take, None))
 
     def _feed(self, w: _Worker) -> None:
         """Send a worker its next chunk, or the end (and close its stdin) when none is left."""
@@ -235,6 +269,14 @@ class ParallelScanner:
                     setattr(w.stats, key, int(value))
                 w.done = w.stats.done
         return True
+
+
+def _single_threaded() -> bool:
+    """No other thread (of Python or C) in this process: only then is fork() safe."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _write(fd: int, data: bytes) -> None:

@@ -6,19 +6,22 @@ import asyncio
 import ipaddress
 import os
 import socket
+import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.scanner.engine import OpenPort
-from app.scanner.parallel import ParallelScanner
+from app.scanner.parallel import ParallelScanner, _single_threaded
 from app.scanner.ports import ProbeSpace, iter_addresses, iter_ports, parse_ports, parse_targets
 
 HOST = "127.83.0.1"
 
 
-def test_workers_together_find_exactly_the_listening_ports_once() -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_together_find_exactly_the_listening_ports_once(start: str) -> None:
+    """Forked workers (a single-threaded scan) and spawned ones (the agent, which has threads) alike."""
     listeners = [socket.create_server((HOST, 0)) for _ in range(9)]
     # Bound but not listening: surely closed, and no wildcard listener of another process can hold them.
     closed = [socket.socket() for _ in range(300)]
@@ -28,7 +31,7 @@ def test_workers_together_find_exactly_the_listening_ports_once() -> None:
     probed = sorted(ports + [s.getsockname()[1] for s in closed])
     found: list[OpenPort] = []
     try:
-        scanner = ParallelScanner(rate=50000, concurrency=400, timeout=5.0, workers=3)
+        scanner = ParallelScanner(rate=50000, concurrency=400, timeout=5.0, workers=3, start=start)
         stats = asyncio.run(scanner.run([[HOST, HOST]], ",".join(map(str, probed)), found.append))
     finally:
         for s in listeners + closed:
@@ -36,6 +39,21 @@ def test_workers_together_find_exactly_the_listening_ports_once() -> None:
     assert sorted(f.port for f in found) == ports  # each open port reported once, by one process
     assert stats.attempts == len(probed) == scanner.done
     assert stats.open == len(ports) and stats.closed == len(probed) - len(ports)
+
+
+def test_a_process_with_threads_spawns_its_workers_and_a_single_threaded_one_forks_them() -> None:
+    """fork() is only safe without other threads (one may hold a lock the child would need)."""
+    assert _single_threaded()
+    started = threading.Event()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (started.set(), done.wait(10)))
+    thread.start()
+    try:
+        started.wait(5)
+        assert not _single_threaded()
+    finally:
+        done.set()
+        thread.join()
 
 
 def _port_on_both(hosts: list[str], listen_on: int | None) -> list[socket.socket]:
@@ -80,8 +98,9 @@ def test_blocking_run_over_two_hosts_hands_out_every_probe_exactly_once() -> Non
     assert stats.open == len(expected) and stats.errors == 0
 
 
-def test_stop_ends_the_workers_too() -> None:
-    scanner = ParallelScanner(rate=400, concurrency=40, timeout=1.0, workers=2)
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_stop_ends_the_workers_too(start: str) -> None:
+    scanner = ParallelScanner(rate=400, concurrency=40, timeout=1.0, workers=2, start=start)
 
     async def go() -> int:
         task = asyncio.create_task(scanner.run([[HOST, HOST]], "1-65535", lambda o: None))
