@@ -477,7 +477,8 @@ def test_lease_expiry_against_the_ingest_claim_and_fence(migrated: SettingsFacto
 
     async def claim_one(_: AsyncConnection, jobs: AsyncConnection) -> dict[str, Any]:
         async with jobs.transaction():
-            return (await ingest_jobs.claim(jobs, sid, 1, 300))[0]
+            job_id, _, lease_token, *_ = (await ingest_jobs.claim(jobs, sid, 1, 300))[0]
+            return {"id": job_id, "lease_token": lease_token}
 
     def check(job_id: int, token: int) -> str:
         async def work(_: AsyncConnection, jobs: AsyncConnection) -> str:

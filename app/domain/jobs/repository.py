@@ -38,19 +38,17 @@ _CLAIM_ONE = _claim_sql("1")
 _CLAIM_MANY = _claim_sql("%(n)s")
 
 
-async def claim(conn: AsyncConnection, scanner_id: int, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+async def claim(conn: AsyncConnection, scanner_id: int, limit: int, lease_seconds: float) -> list[tuple[Any, ...]]:
     """Lease up to `limit` pending jobs of this scanner (oldest first), in one statement.
 
-    SKIP LOCKED lets concurrent claims pass each other; the partial index jobs_claim_idx keeps it cheap.
-    Targets and options come back as JSON text.
+    Rows are (id, run_id, lease_token, targets, ports, options, cost, attempts) tuples, targets and options
+    as JSON text (the scanners' hot path: no per-row dict). SKIP LOCKED lets concurrent claims pass each
+    other; the partial index jobs_claim_idx keeps it cheap.
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        params = {"s": scanner_id, "n": limit, "lease": lease_seconds}
-        if limit == 1:
-            await cur.execute(_CLAIM_ONE, params)
-            return await cur.fetchall()
-        await cur.execute(_CLAIM_MANY, params, prepare=False)
-        return sorted(await cur.fetchall(), key=lambda r: r["id"])
+    params = {"s": scanner_id, "n": limit, "lease": lease_seconds}
+    if limit == 1:
+        return await (await conn.execute(_CLAIM_ONE, params)).fetchall()
+    return sorted(await (await conn.execute(_CLAIM_MANY, params, prepare=False)).fetchall())
 
 
 async def lock_job(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:

@@ -64,15 +64,14 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
             finally:
                 notified.cancel()
     claimed = []
-    for r in rows:
+    for job_id, run_id, lease_token, targets, ports, options, cost, attempts in rows:
         first_seq = 0
-        if r["lease_token"] > 1 or r["attempts"] > 1:
+        if lease_token > 1 or attempts > 1:
             # After the lease bump committed: any older-lease batch has either committed or will be refused,
             # so numbering continues after it and (job_id, batch_seq) never collides across attempts.
             async with results.connection() as rconn:
-                first_seq = await ingest_repo.next_batch_seq(rconn, r["id"])
-        claimed.append(ClaimedJob(job_id=r["id"], run_id=r["run_id"], lease_token=r["lease_token"],
-                                  targets=msgspec.Raw(r["targets"]), ports=r["ports"],
-                                  options=msgspec.Raw(r["options"] or "{}"),
-                                  cost=r["cost"], attempt=r["attempts"], first_batch_seq=first_seq))
+                first_seq = await ingest_repo.next_batch_seq(rconn, job_id)
+        claimed.append(ClaimedJob(job_id=job_id, run_id=run_id, lease_token=lease_token,
+                                  targets=msgspec.Raw(targets), ports=ports, options=msgspec.Raw(options or "{}"),
+                                  cost=cost, attempt=attempts, first_batch_seq=first_seq))
     return claimed
