@@ -11,7 +11,9 @@ possible around it. Linux semantics it relies on:
   in the caller's softirq), so asking again right away (one cheap syscall) settles most probes without touching epoll.
   Probes still in flight (EALREADY) wait in one epoll set (EPOLLONESHOT, re-armed per probe).
 * An IPv4 socket keeps one explicitly bound source port for all its probes, so connect() does not
-  search for (and release) a free port each time.
+  search for (and release) a free port each time, and is bound to the source address the kernel routes
+  from (looked up once per target address with a UDP connect(), which sends nothing), so connect() does
+  not re-hash it under that address and reset it afterwards.
 
 Open ports are closed with SO_LINGER 0 (set once per socket): an RST, no FIN handshake and no TIME-WAIT.
 """
@@ -119,13 +121,14 @@ class TokenBucket:
         return max(0.0, (min(need, self.burst) - self.tokens) / self.rate)
 
 
-def _pin_port(sock: _socket.socket) -> None:
-    """Give an IPv4 socket a source port of its own for all its probes.
+def _pin_port(sock: _socket.socket, source: str) -> None:
+    """Bind an IPv4 socket to the source address the kernel routes from and a source port of its own.
 
     An unbound socket makes connect() search for a free port and release it again on every probe (about
     a tenth of the kernel's work per probe); a port bound explicitly stays through the disconnects between
-    probes. The kernel chooses it (bind to 0 on a scratch socket); losing a race for it only means
-    connect() picks ports itself, as it would anyway.
+    probes. Binding the source address too ("" = any) spares connect() re-hashing the socket under the
+    address it picks and its reset afterwards (another ~5-8%). The kernel chooses the port (bind to 0 on a
+    scratch socket); losing a race for it only means connect() picks ports itself, as it would anyway.
     """
     scratch = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
@@ -136,7 +139,7 @@ def _pin_port(sock: _socket.socket) -> None:
     finally:
         scratch.close()
     with contextlib.suppress(OSError):
-        sock.bind(("0.0.0.0", port))  # noqa: S104 (same)
+        sock.bind((source or "0.0.0.0", port))  # noqa: S104 (same)
 
 
 def _connected_to_itself(sock: _socket.socket) -> bool:
@@ -230,7 +233,12 @@ class _Scan:
         self.watch: Watch = watch if watch is not None else {}
         for fd in self.watch:
             self.epoll.register(fd, select.EPOLLIN)
-        self.free: list[_socket.socket] = []             # idle sockets, unconnected, ready for the next probe
+        # Idle IPv4 sockets, unconnected, ready for the next probe, by the source address they are bound to
+        # ("" = any); the source of each IPv4 socket by fd.
+        self.free: dict[str, list[_socket.socket]] = {}
+        self.source_of: dict[int, str] = {}
+        self.router: _socket.socket | None = None        # a UDP socket: connect() = a route lookup, no packet
+        self.switches = 0                                # target addresses the probes moved to
         self.pending: dict[int, _Entry] = {}             # fd -> probe in flight
         # Every probe has the same timeout, so start order is deadline order: a FIFO is the timer wheel.
         self.deadlines: deque[tuple[float, int, _Entry]] = deque()
@@ -276,10 +284,11 @@ class _Scan:
         return min(max(self.deadlines[0][0] - time.monotonic(), 0.0005), _MAX_IDLE)
 
     # -- starting probes ------------------------------------------------------------------------------------
-    def _new_socket(self, family: int) -> _socket.socket | None:
+    def _new_socket(self, source: str | None) -> _socket.socket | None:
+        """A socket for probes from `source` (None: IPv6; "" IPv4 from any address)."""
         try:
             # The C-level socket type: no Python __init__/close wrappers.
-            sock = _socket.socket(family, _STREAM_NONBLOCK)
+            sock = _socket.socket(_socket.AF_INET6 if source is None else _socket.AF_INET, _STREAM_NONBLOCK)
         except OSError as exc:
             if exc.errno in _RETRY_LATER:
                 return None
@@ -287,9 +296,27 @@ class _Scan:
         if _NEEDS_SETBLOCKING:
             sock.setblocking(False)
         sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _LINGER_ABORT)
-        if family == _socket.AF_INET:
-            _pin_port(sock)
+        if source is not None:
+            _pin_port(sock, source)
+            self.source_of[sock.fileno()] = source
         return sock
+
+    def _source(self, ip: str) -> str | None:
+        """Where probes to ip go from: None for IPv6, else the IPv4 source address the kernel would pick
+        ("" = leave it to connect(): the lookup failed, or addresses change too often for it to pay)."""
+        if ":" in ip:
+            return None
+        self.switches += 1
+        # A lookup costs about half a probe: worth it while targets get ~8 probes or more each.
+        if self.switches * 8 > self.stats.attempts + 64:
+            return ""
+        try:
+            if self.router is None:
+                self.router = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+            self.router.connect((ip, 9))  # UDP: the route lookup only, nothing is sent
+            return str(self.router.getsockname()[0])
+        except OSError:
+            return ""
 
     def launch(self, n: int) -> int:
         """Start up to n probes; returns how many started (fewer when the probes or the sockets ran out).
@@ -306,16 +333,23 @@ class _Scan:
         if self.backlog is not None:
             probes = itertools.chain((self.backlog,), probes)
             self.backlog = None
-        sock: _socket.socket | None = None  # unconnected, of family v6 (True: IPv6)
-        v6 = False
+        sock: _socket.socket | None = None  # in hand: unconnected, bound to `source`
+        source: str | None = ""
+        pool = free6
+        last = ""  # the address probed last (probes come grouped by address: usually the same object)
         try:
             for probe in probes:
-                if sock is None or (":" in probe[0]) is not v6:
-                    if sock is not None:
-                        (free6 if v6 else free).append(sock)
-                    v6 = ":" in probe[0]
-                    pool = free6 if v6 else free
-                    sock = pool.pop() if pool else self._new_socket(_socket.AF_INET6 if v6 else _socket.AF_INET)
+                if probe[0] is not last and probe[0] != last:
+                    last = probe[0]
+                    want = self._source(last)
+                    if want != source or sock is None:
+                        if sock is not None:
+                            pool.append(sock)
+                            sock = None
+                        source = want
+                        pool = free6 if want is None else free.setdefault(want, [])
+                if sock is None:
+                    sock = pool.pop() if pool else self._new_socket(source)
                     if sock is None:
                         self.backlog = probe
                         break
@@ -344,7 +378,7 @@ class _Scan:
                     self.backlog = probe  # the attempt never started: the socket is still unconnected
                     break
                 else:
-                    self.settle(sock, probe, t0, err, free6 if v6 else free)
+                    self.settle(sock, probe, t0, err, pool)
                     sock = None
                 started += 1
                 if started >= n:
@@ -353,7 +387,7 @@ class _Scan:
                 self.exhausted = True
         finally:
             if sock is not None:
-                (free6 if v6 else free).append(sock)
+                pool.append(sock)
             self.stats.attempts += started
             self.stats.closed += closed
             for sock in free6:  # IPv6 is rare: do not keep a second idle pool
@@ -388,11 +422,14 @@ class _Scan:
         self._drop(sock)
 
     def _drop(self, sock: _socket.socket) -> None:
-        self.armed.discard(sock.fileno())  # close() takes the fd out of the epoll set; its number may come back
+        fd = sock.fileno()
+        self.armed.discard(fd)  # close() takes the fd out of the epoll set; its number may come back
+        self.source_of.pop(fd, None)
         sock.close()
 
     def _pool(self, sock: _socket.socket) -> list[_socket.socket] | None:
-        return self.free if sock.family == _socket.AF_INET else None
+        source = self.source_of.get(sock.fileno())
+        return None if source is None else self.free.setdefault(source, [])
 
     def drain(self, timeout: float) -> None:
         """Settle the probes epoll reports (waiting up to `timeout` seconds for the first)."""
@@ -433,8 +470,12 @@ class _Scan:
         for sock, _probe, _t0 in self.pending.values():
             sock.close()
         self.pending.clear()
-        for sock in self.free:
-            sock.close()
+        for pool in self.free.values():
+            for sock in pool:
+                sock.close()
         self.free.clear()
+        self.source_of.clear()
+        if self.router is not None:
+            self.router.close()
         self.epoll.close()
         self.stats.seconds = time.monotonic() - self.begin

@@ -29,12 +29,17 @@ from .ports import ProbeSpace, parse_ports, parse_targets
 # Below this many probes one process finishes before extra ones would have started.
 PARALLEL_MIN_PROBES = 16384
 _COUNTED = ("attempts", "open", "closed", "filtered", "errors")
-# Chunks: small enough that the last ones even out the processes, big enough that asking costs nothing.
+# Chunks: big enough that asking costs nothing, small enough at the end that the processes finish together.
 _CHUNK_MIN, _CHUNK_MAX = 256, 4096
 
 
 def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """One process per core this process may run on (its CPU affinity: a cpuset may allow fewer), at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def plan_workers(probes: int, configured: int = 0) -> int:
@@ -86,7 +91,6 @@ class ParallelScanner:
         self._local: ConnectScanner | None = None
         self._space: ProbeSpace | None = None
         self._next = 0   # first probe not handed out yet
-        self._size = _CHUNK_MIN
         self._stopped = False
 
     @property
@@ -128,8 +132,7 @@ class ParallelScanner:
         share_rate, share_concurrency = self.rate / n, max(1, self.concurrency // n)
         # Parse before starting anything: a bad spec fails here, not in n processes.
         ranges, intervals = parse_targets(targets), parse_ports(ports)
-        space = self._space = ProbeSpace(ranges, intervals)
-        self._size = max(_CHUNK_MIN, min(_CHUNK_MAX, space.total // (n * 16)))
+        self._space = ProbeSpace(ranges, intervals)
         # Re-serialised from the parsed forms: canonical, and nothing in them can break a line.
         spec = (f"{share_rate!r} {share_concurrency} {self.timeout!r}\n"
                 f"{','.join(f'{lo}-{hi}' for lo, hi in intervals)}\n"
@@ -221,7 +224,10 @@ class ParallelScanner:
         assert self._space is not None
         if self._next >= self._space.total:
             return None
-        chunk = (self._next, min(self._next + self._size, self._space.total))
+        # Guided: big chunks while much is left, ever smaller ones towards the end, so the processes finish
+        # together (the last chunk of one is at most _CHUNK_MIN probes, ~1-2 ms of work).
+        size = max(_CHUNK_MIN, min(_CHUNK_MAX, (self._space.total - self._next) // (self.workers * 4)))
+        chunk = (self._next, min(self._next + size, self._space.total))
         self._next = chunk[1]
         return chunk
 
