@@ -78,6 +78,42 @@ def test_open_ports_are_reset_and_a_silent_port_times_out_as_filtered() -> None:
     assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (len(probes), 2, 60, 1, 0)
 
 
+def test_a_timed_out_probe_leaves_its_socket_ready_for_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe still in SYN-SENT at its deadline is aborted (shutdown) and its socket probes on: with one
+    probe at a time, one socket serves silent, closed and open ports alike, with the right answers."""
+    import app.scanner.engine as engine_module
+
+    silent, fillers = [], []
+    for _ in range(3):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        s.listen(0)
+        fillers.append(socket.create_connection(s.getsockname(), timeout=5))  # its queue is now full
+        silent.append(s)
+    listener = socket.create_server((HOST, 0))
+    closed = [socket.socket() for _ in range(5)]
+    for s in closed:
+        s.bind((HOST, 0))
+    probes = [(HOST, s.getsockname()[1]) for s in silent + closed] + [(HOST, listener.getsockname()[1])]
+    created = []
+    new_socket = engine_module._Scan._new_socket
+
+    def counted(self: engine_module._Scan, source: str | None) -> object:
+        created.append(source)
+        return new_socket(self, source)
+
+    monkeypatch.setattr(engine_module._Scan, "_new_socket", counted)
+    found: list[OpenPort] = []
+    try:
+        stats = ConnectScanner(rate=1000, concurrency=1, timeout=0.3).run_blocking(probes, found.append)
+    finally:
+        for s in [listener, *silent, *fillers, *closed]:
+            s.close()
+    assert [(f.ip, f.port) for f in found] == [probes[-1]]
+    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (9, 1, 5, 3, 0)
+    assert len(created) == 1  # not one socket per timed-out probe
+
+
 def test_ipv6_loopback_is_scanned_too() -> None:
     try:
         listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
