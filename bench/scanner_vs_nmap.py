@@ -90,6 +90,7 @@ class Run:
     cpu: float
     open: set[tuple[str, int]]
     attempts: int = 0
+    scan: float = 0.0  # the agent's own scan phase (its JSON "seconds"): the rest is start-up and exit
     reasons: dict[tuple[str, int], str] = field(default_factory=dict)  # nmap's reason per open port
 
 
@@ -200,7 +201,8 @@ def agent_argv(python: str, agent: str, first: str, last: str, ports: str, args:
 def run_agent(runner: Runner, argv: list[str]) -> Run:
     seconds, cpu, out = runner.timed(argv)
     data = json.loads(out)
-    return Run("agent", seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"]))
+    return Run("agent", seconds, cpu, {(ip, int(p)) for ip, p in data["open"]}, int(data["attempts"]),
+               scan=float(data.get("seconds", 0.0)))
 
 
 def short(argv: list[str], limit: int = 160) -> str:
@@ -230,7 +232,7 @@ def compare(runner: Runner, name: str, agent: str, first: str, last: str, nmap_t
                 result, nmap_args = run_nmap(runner, nmap_targets, ports)
                 nmaps.append(result)
         a, n = agents[-1], nmaps[-1]
-        print(f"  round {i + 1}: agent {a.wall:6.2f} s (cpu {a.cpu:5.2f} s, {len(a.open)} open)   "
+        print(f"  round {i + 1}: agent {a.wall:6.2f} s (cpu {a.cpu:5.2f} s, {len(a.open)} open, scan {a.scan:.2f} s)   "
               f"nmap {n.wall:6.2f} s (cpu {n.cpu:5.2f} s, {len(n.open)} open)   ratio {a.wall / n.wall:.2f}x",
               flush=True)
     print(f"  nmap:  {short(nmap_args.split())}  (as recorded in nmap's XML)")
