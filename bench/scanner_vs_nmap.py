@@ -143,8 +143,9 @@ def netns_lab(filtered: int) -> Iterator[str]:
             run(["ip", "-n", ns, "link", "set", dev, "up"])
         if filtered > 0:
             first = next(iter(NETNS_HOSTS))
-            rules = ("table inet bench { chain input { type filter hook input priority 0; policy accept;"
-                     f" ip daddr {first} tcp dport 10000-{10000 + filtered - 1} drop; }} }}")
+            # One statement a line: this nft (1.0.6) refuses a rule followed by "; }" on one line.
+            rules = ("table inet bench {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+                     f"  ip daddr {first} tcp dport 10000-{10000 + filtered - 1} drop\n }}\n}}\n")
             subprocess.run(["ip", "netns", "exec", target, "nft", "-f", "-"], input=rules, text=True, check=True)
         serve = ("import socket, sys, time\n"
                  f"held = [socket.create_server((h, p)) for h, ps in {NETNS_HOSTS!r}.items() for p in ps]\n"
