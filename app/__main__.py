@@ -21,8 +21,11 @@ def _serve(settings: Settings, role: str) -> int:
 
     module = importlib.import_module(f"app.roles.{role}.app")
     listen = {"manager": settings.manager, "ingest": settings.ingest, "backup": settings.backup_api}[role]
+    # A role may put a thinner ASGI entry in front of its app (ingest: its hot scanner calls); create_app() still
+    # lists every route the role serves.
+    factory = getattr(module, "create_asgi", module.create_app)
     uvicorn.run(
-        module.create_app(settings),
+        factory(settings),
         host=listen.host,
         port=listen.port,
         proxy_headers=False,  # forwarded headers are interpreted by the app, trusting only Traefik

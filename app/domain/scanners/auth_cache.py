@@ -24,13 +24,18 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from app.domain.scanners import keys
 from app.domain.scanners import repository as repo
+from app.domain.scanners.schemas import AuthenticatedScanner
 
 log = logging.getLogger("mipo.scanners.auth")
 CHANNEL = "mipo_scanner_auth"
 PRELOAD_LIMIT = 50_000  # keys read at (re)connect; beyond that the copy fills on first use
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where a well-formed key carries its 16-hex id (keys.new_key). Only a shortcut to the remembered acceptance:
+# the full presented key is compared with its record's digest, whatever this slice holds.
+_KEY_ID = slice(len(keys.KEY_PREFIX), len(keys.KEY_PREFIX) + 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,15 @@ class KeyRecord:
                    int(concurrency), ipaddress.ip_network(network) if network else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What authentication answered for a key from an address, given `record`: valid while `record` is cached."""
+
+    record: KeyRecord
+    address: str
+    scanner: AuthenticatedScanner
+
+
 class ScannerAuthCache:
     """Key records by key id, invalidated by the database's notifications; `max_stale = 0` disables it."""
 
@@ -63,6 +77,9 @@ class ScannerAuthCache:
         self.probe_interval = max_stale / 4
         self._entries: dict[str, KeyRecord] = {}
         self._by_scanner: dict[int, set[str]] = {}
+        # The last acceptance per key id. An entry counts only while its record is still the cached one (any
+        # invalidation or re-read replaces or drops that record) and the copy is current.
+        self._accepted: dict[str, Accepted] = {}
         # Bumped by every invalidation: a lookup that raced one does not store what it read.
         self._generation = 0
         self._confirmed_at = -math.inf  # start time of the last probe that completed on the listening connection
@@ -72,6 +89,33 @@ class ScannerAuthCache:
     def current(self) -> bool:
         """True while the copy may be used (a probe confirmed the listener within `max_stale` seconds)."""
         return self.max_stale > 0 and time.monotonic() - self._confirmed_at <= self.max_stale
+
+    def accepted(self, presented: str, address: str) -> AuthenticatedScanner | None:
+        """The scanner authentication answered for this key from this address, if nothing it depends on has
+        changed since (its record still the cached one, the copy current); else None: authenticate in full.
+
+        The presented key is still compared with the record's SHA-256 digest (constant time) on every call; what
+        is skipped is the rest (parsing, the checks of revocation, status and binding, building the answer),
+        which depends only on the record and the address. Refusals are never remembered.
+        """
+        hit = self._accepted.get(presented[_KEY_ID])
+        if (hit is None or hit.address != address or self._entries.get(hit.record.key_id) is not hit.record
+                or not self.current() or not keys.key_matches(presented, hit.record.key_hash)):
+            return None
+        self.hits += 1
+        return hit.scanner
+
+    def accept(self, hits_before: int, presented: str, scanner: AuthenticatedScanner) -> None:
+        """Remember `scanner`, what authenticating `presented` from `scanner.address` just answered, if it answered
+        from the copy: `hits` (read right before it started) grew by exactly one, so the lookup found the cached
+        record and returned without waiting — nothing can have changed the copy since, and that record is the
+        cached one now."""
+        if self.hits != hits_before + 1:
+            return  # read from the database (or refused before any lookup): not remembered
+        key_id = presented[_KEY_ID]
+        record = self._entries.get(key_id)
+        if record is not None:
+            self._accepted[key_id] = Accepted(record, scanner.address, scanner)
 
     async def lookup(self, pool: AsyncConnectionPool, key_id: str) -> KeyRecord | None:
         """The record of a key id (revoked keys included), from the copy when current, else one indexed query."""
@@ -97,6 +141,7 @@ class ScannerAuthCache:
             self._by_scanner.get(previous.scanner_id, set()).discard(record.key_id)
         self._entries[record.key_id] = record
         self._by_scanner.setdefault(record.scanner_id, set()).add(record.key_id)
+        self._accepted.pop(record.key_id, None)
 
     def invalidate(self, payload: str) -> None:
         """Forget one scanner's keys (payload = its id), or everything (`*` or anything unexpected)."""
@@ -104,9 +149,11 @@ class ScannerAuthCache:
         if payload.isdigit():
             for key_id in self._by_scanner.pop(int(payload), ()):
                 self._entries.pop(key_id, None)
+                self._accepted.pop(key_id, None)
         else:
             self._entries.clear()
             self._by_scanner.clear()
+            self._accepted.clear()
 
     async def _preload(self, conn: psycopg.AsyncConnection) -> None:
         generation = self._generation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
 from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
@@ -15,13 +15,9 @@ from app.domain.scanners import repository as repo
 log = logging.getLogger("mipo.heartbeats")
 
 
-@dataclass(slots=True)
-class _Beat:
-    at: datetime
-    version: str
-    load: float
-    running_jobs: int
-    address: str
+# (time.time() of arrival, version, load, running jobs, address): a plain tuple, as recording one is on every
+# heartbeat's path and building the datetimes waits for the flush, which does all of them in one loop.
+_Beat = tuple[float, str, float, int, str]
 
 
 class HeartbeatBuffer:
@@ -33,19 +29,18 @@ class HeartbeatBuffer:
         self.flushes = 0
 
     def record(self, scanner_id: int, version: str, load: float, running_jobs: int, address: str) -> None:
-        self._beats[scanner_id] = _Beat(datetime.now(UTC), version, load, running_jobs, address)
+        self._beats[scanner_id] = (time.time(), version, load, running_jobs, address)
 
     async def flush(self, pool: AsyncConnectionPool) -> int:
         beats, self._beats = self._beats, {}
         if not beats:
             return 0
         try:
+            rows = list(beats.values())
+            at = [datetime.fromtimestamp(b[0], UTC) for b in rows]
             async with pool.connection() as conn, conn.transaction():
-                ids = list(beats)
-                await repo.flush_heartbeats(
-                    conn, ids, [beats[i].at for i in ids], [beats[i].version for i in ids],
-                    [beats[i].load for i in ids], [beats[i].running_jobs for i in ids],
-                    [beats[i].address for i in ids])
+                await repo.flush_heartbeats(conn, list(beats), at, [b[1] for b in rows], [b[2] for b in rows],
+                                            [b[3] for b in rows], [b[4] for b in rows])
         except Exception:
             # Put them back unless a newer beat arrived meanwhile; the next flush retries.
             for sid, beat in beats.items():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.types import Scope
 
 from app.config import Settings
 from app.db.connect import Pools, conninfo
@@ -32,6 +33,14 @@ class IngestRuntime:
     service: IngestService | None = None
     pools: Pools = field(default_factory=Pools)  # the app's pools (filled by its lifespan before start)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _trusted_proxies: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._trusted_proxies = tuple(self.settings.ingest.trusted_proxies)
+
+    def address_of(self, peer: str, forwarded_for: str) -> str:
+        """`client_address` from the peer's address and the first X-Forwarded-For header ("" when none)."""
+        return _resolve(peer, forwarded_for if self._trusted_proxies else "", self._trusted_proxies)
 
     @classmethod
     def create(cls, settings: Settings) -> IngestRuntime:
@@ -77,13 +86,33 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def client_address(connection: ASGIConnection, settings: Settings) -> str:
     """The peer, or the last X-Forwarded-For hop when the peer is a trusted proxy (Traefik appends it)."""
-    peer_ip = _address(connection.client.host if connection.client else "")
+    return scope_client_address(connection.scope, settings)
+
+
+_FORWARDED_FOR = b"x-forwarded-for"
+
+
+def scope_client_address(scope: Scope, settings: Settings) -> str:
+    """`client_address` from the raw ASGI scope: the first X-Forwarded-For header, as Litestar's `headers.get`."""
+    client = scope.get("client")
+    forwarded = ""
+    if settings.ingest.trusted_proxies:  # without trusted proxies the header is never read
+        for name, value in scope["headers"]:
+            if name == _FORWARDED_FOR:
+                forwarded = bytes(value).decode("latin-1")
+                break
+    return _resolve(client[0] if client else "", forwarded, tuple(settings.ingest.trusted_proxies))
+
+
+@functools.lru_cache(maxsize=16384)
+def _resolve(peer: str, forwarded: str, trusted_proxies: tuple[str, ...]) -> str:
+    """Remembered per (peer, header): the same proxies and scanners call all day."""
+    peer_ip = _address(peer)
     if peer_ip is None:
         return "0.0.0.0"  # noqa: S104 (unknown peer, never bound)
-    if settings.ingest.trusted_proxies and any(
-            peer_ip in net for net in _networks(tuple(settings.ingest.trusted_proxies))):
-        hops = [h.strip() for h in connection.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-        forwarded = _address(hops[-1]) if hops else None
-        if forwarded is not None:
-            return str(forwarded)
+    if trusted_proxies and any(peer_ip in net for net in _networks(trusted_proxies)):
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        forwarded_ip = _address(hops[-1]) if hops else None
+        if forwarded_ip is not None:
+            return str(forwarded_ip)
     return str(peer_ip)

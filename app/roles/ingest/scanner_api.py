@@ -2,16 +2,20 @@
 
 Bodies are decoded by `decode_body`, not Litestar's `data:` injection, so every body that does not fit is
 one kind of refusal: 422 `malformed` naming the field (Litestar would answer 400 and lose the field name).
-Heartbeat and claim, the calls every scanner makes all the time, are bare ASGI handlers (`scanner_post`).
+Heartbeat and claim, the calls every scanner makes all the time, are `scanner_post` calls, answered in front of
+Litestar by `ScannerFront` (see scanner_route).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
+import msgspec
 from litestar import Request, post
 from litestar.di import NamedDependency, Provide
+from litestar.types import Receive
 
 from app.config import Settings
 from app.domain.ingest.decoding import decode_body
@@ -22,7 +26,7 @@ from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
 from app.domain.scanners.versions import required_agent_version
 from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
-from app.roles.ingest.scanner_route import authenticated_scanner, scanner_post
+from app.roles.ingest.scanner_route import Call, ScannerPost, authenticated_scanner, scanner_post
 from app.web.deps import AppSettings, ConfigConn
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
@@ -33,11 +37,11 @@ SCANNER = {"scanner": Provide(authenticated_scanner)}
 Scanner = NamedDependency[AuthenticatedScanner]
 
 
-def limits(settings: Settings, scanner: AuthenticatedScanner) -> dict[str, object]:
-    return {"server_time": datetime.now(UTC), "heartbeat_interval": settings.scanner.heartbeat_interval,
-            "lease_seconds": settings.scanner.lease_seconds, "rate_limit": scanner.rate_limit,
-            "concurrency": scanner.concurrency, "min_version": required_agent_version(settings),
-            "scope": list(settings.scope.authorised)}
+def limits(settings: Settings, scanner: AuthenticatedScanner) -> ScannerLimits:
+    """What every heartbeat and claim answer tells the agent (fields in ScannerLimits' order)."""
+    return ScannerLimits(datetime.now(UTC), settings.scanner.heartbeat_interval, settings.scanner.lease_seconds,
+                         scanner.rate_limit, scanner.concurrency, required_agent_version(settings),
+                         list(settings.scope.authorised))
 
 
 @post("/scanner/v1/enrol", status_code=200)
@@ -47,28 +51,28 @@ async def enrol(request: Request, config_conn: ConfigConn, settings: AppSettings
 
 
 @scanner_post("/scanner/v1/heartbeat", Heartbeat, "heartbeat")
-async def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, request: Request,
-                    ingest_runtime: IngestRuntime) -> ScannerLimits:
+def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, call: Call,
+              ingest_runtime: IngestRuntime) -> ScannerLimits:
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
-    return ScannerLimits(**limits(ingest_runtime.settings, scanner))  # type: ignore[arg-type]
+    return limits(ingest_runtime.settings, scanner)
 
 
 @scanner_post("/scanner/v1/claim", ClaimRequest, "claim")
-async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, request: Request,
+async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, call: Call,
                 ingest_runtime: IngestRuntime) -> ClaimAnswer:
     settings, pools, jobs = ingest_runtime.settings, ingest_runtime.pools, []
 
     # An agent that stops (or whose link drops) while parked here must not be handed a job: nobody would
     # receive it and it would sit out a whole lease. The body is read, so the next ASGI message is the
     # client's disconnect; watch for it while the long poll waits.
-    gone = asyncio.ensure_future(_client_gone(request))
+    gone = asyncio.ensure_future(_client_gone(call.receive))
 
     async def may_claim() -> bool:
         # Asked again before every claim of a long poll: a scanner drained (or disabled, or its key revoked)
         # while it waits gets nothing (or its 403), not a job that appeared meanwhile.
         if gone.done():
             return False
-        return (await authenticated_scanner(request, ingest_runtime)).status != "draining"
+        return (await call.authenticate(ingest_runtime)).status != "draining"
 
     try:
         if scanner.status != "draining":  # a draining scanner finishes what it has and takes nothing new
@@ -77,12 +81,12 @@ async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, request: Requ
                                     settings.scanner.lease_seconds, may_claim, gone)
     finally:
         gone.cancel()
-    return ClaimAnswer(jobs=jobs, **limits(settings, scanner))  # type: ignore[arg-type]
+    return ClaimAnswer(jobs=jobs, **msgspec.structs.asdict(limits(settings, scanner)))
 
 
-async def _client_gone(request: Request) -> None:
+async def _client_gone(receive: Receive) -> None:
     """Returns once the client has disconnected (after the body, only `http.disconnect` can arrive)."""
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
@@ -107,4 +111,6 @@ async def complete(request: Request, scanner: Scanner, ingest_runtime: Runtime) 
     return await ingest_runtime.service.complete(scanner, data)
 
 
-ROUTES = [enrol, heartbeat, claim, result_batch, progress, complete]
+# The hot calls, which `ScannerFront` answers before Litestar; as routes they are listed in ROUTES as well.
+HOT: list[ScannerPost[Any]] = [heartbeat, claim]
+ROUTES = [enrol, heartbeat.route, claim.route, result_batch, progress, complete]
