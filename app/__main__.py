@@ -36,6 +36,9 @@ def _serve(settings: Settings, role: str) -> int:
         # outlive Traefik's (90 s idleConnTimeout): Traefik, not the app, closes them, so it never reuses a
         # connection the app is closing at that moment (a spurious 502).
         timeout_keep_alive=120,
+        # Ingest answers only through Traefik, which dates every response it forwards (Go's HTTP server adds Date
+        # when the backend sent none): uvicorn's own Date header would be one more header per heartbeat.
+        date_header=role != "ingest",
     )
     return 0
 

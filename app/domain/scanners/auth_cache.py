@@ -59,7 +59,7 @@ class KeyRecord:
                    int(concurrency), ipaddress.ip_network(network) if network else None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on a scanner's first call, where a frozen __init__ costs more
 class Accepted:
     """What authentication answered for a key from an address, given `record`: valid while `record` is cached."""
 

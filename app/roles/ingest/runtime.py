@@ -19,6 +19,7 @@ from app.domain.ingest.service import IngestService
 from app.domain.jobs.notify import JobNotifier
 from app.domain.scanners.auth_cache import ScannerAuthCache
 from app.domain.scanners.heartbeats import HeartbeatBuffer
+from app.domain.scanners.versions import required_agent_version
 from app.scanner.build import build_zipapp, sha256_hex
 
 
@@ -34,9 +35,14 @@ class IngestRuntime:
     pools: Pools = field(default_factory=Pools)  # the app's pools (filled by its lifespan before start)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _trusted_proxies: tuple[str, ...] = field(init=False)
+    # The settings' part of every heartbeat and claim answer: interval, lease, minimum agent version, scope.
+    limits: tuple[float, float, str, list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._trusted_proxies = tuple(self.settings.ingest.trusted_proxies)
+        scanner = self.settings.scanner
+        self.limits = (scanner.heartbeat_interval, scanner.lease_seconds, required_agent_version(self.settings),
+                       list(self.settings.scope.authorised))
 
     def address_of(self, peer: str, forwarded_for: str) -> str:
         """`client_address` from the peer's address and the first X-Forwarded-For header ("" when none)."""

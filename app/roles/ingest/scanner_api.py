@@ -17,14 +17,12 @@ from litestar import Request, post
 from litestar.di import NamedDependency, Provide
 from litestar.types import Receive
 
-from app.config import Settings
 from app.domain.ingest.decoding import decode_body
 from app.domain.ingest.schemas import BatchAck
 from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress
 from app.domain.jobs.service import claim_jobs
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
-from app.domain.scanners.versions import required_agent_version
 from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
 from app.roles.ingest.scanner_route import Call, ScannerPost, authenticated_scanner, scanner_post
 from app.web.deps import AppSettings, ConfigConn
@@ -37,11 +35,11 @@ SCANNER = {"scanner": Provide(authenticated_scanner)}
 Scanner = NamedDependency[AuthenticatedScanner]
 
 
-def limits(settings: Settings, scanner: AuthenticatedScanner) -> ScannerLimits:
+def limits(runtime: IngestRuntime, scanner: AuthenticatedScanner) -> ScannerLimits:
     """What every heartbeat and claim answer tells the agent (fields in ScannerLimits' order)."""
-    return ScannerLimits(datetime.now(UTC), settings.scanner.heartbeat_interval, settings.scanner.lease_seconds,
-                         scanner.rate_limit, scanner.concurrency, required_agent_version(settings),
-                         list(settings.scope.authorised))
+    interval, lease, min_version, scope = runtime.limits
+    return ScannerLimits(datetime.now(UTC), interval, lease, scanner.rate_limit, scanner.concurrency, min_version,
+                         scope)
 
 
 @post("/scanner/v1/enrol", status_code=200)
@@ -54,7 +52,7 @@ async def enrol(request: Request, config_conn: ConfigConn, settings: AppSettings
 def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, call: Call,
               ingest_runtime: IngestRuntime) -> ScannerLimits:
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
-    return limits(ingest_runtime.settings, scanner)
+    return limits(ingest_runtime, scanner)
 
 
 @scanner_post("/scanner/v1/claim", ClaimRequest, "claim")
@@ -81,7 +79,7 @@ async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, call: Call,
                                     settings.scanner.lease_seconds, may_claim, gone)
     finally:
         gone.cancel()
-    return ClaimAnswer(jobs=jobs, **msgspec.structs.asdict(limits(settings, scanner)))
+    return ClaimAnswer(jobs=jobs, **msgspec.structs.asdict(limits(ingest_runtime, scanner)))
 
 
 async def _client_gone(receive: Receive) -> None:
