@@ -102,3 +102,15 @@ def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_a_version_with_nul_is_refused_and_other_heartbeats_are_still_written(env: IngestEnv) -> None:
+    """PostgreSQL text cannot hold NUL: one such beat in the shared buffer would fail every scanner's write."""
+    _, key = env.enrolled_key()
+    other_id, other_key = env.enrolled_key()
+    problem = _problem(_post(env, HEARTBEAT, key, b'{"version": "0.1\\u0000"}'), 422, "malformed")
+    assert problem["field"] == "version"
+    body = httpx.Request("POST", "/", json=BEAT).content
+    assert _post(env, HEARTBEAT, other_key, body).status_code == 200
+    assert _until(lambda: env.query("config", "SELECT version FROM scanners WHERE id = %s", (other_id,))
+                  == [("0.1.0",)])

@@ -23,6 +23,7 @@ from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Pr
 from app.domain.jobs.service import claim_jobs
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
+from app.errors import Invalid
 from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
 from app.roles.ingest.scanner_route import Call, ScannerPost, authenticated_scanner, scanner_post
 from app.web.deps import AppSettings, ConfigConn
@@ -51,6 +52,9 @@ async def enrol(request: Request, config_conn: ConfigConn, settings: AppSettings
 @scanner_post("/scanner/v1/heartbeat", Heartbeat, "heartbeat")
 def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, call: Call,
               ingest_runtime: IngestRuntime) -> ScannerLimits:
+    if "\x00" in data.version:
+        # PostgreSQL text cannot hold NUL: stored, it would fail the one UPDATE that writes every scanner's beat.
+        raise Invalid("heartbeat: version: NUL characters are not allowed", reason="malformed", field="version")
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
     return limits(ingest_runtime, scanner)
 
