@@ -161,3 +161,16 @@ def test_install_script_pins_agent_hash_and_never_takes_the_token_as_argument(en
     key = (root / "etc/mipo-scanner/key").read_text().strip()
     assert (root / "etc/mipo-scanner/key").stat().st_mode & 0o777 == 0o640
     assert _heartbeat(env, key).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["hostname", "version"])
+def test_enrolment_text_with_control_characters_is_refused_and_the_token_stays_usable(env: IngestEnv,
+                                                                                      field: str) -> None:
+    """PostgreSQL text cannot hold NUL: refused as malformed (naming the field), not a failed insert."""
+    token = env.new_scanner().token
+    body = {"token": token, "host_id": secrets.token_hex(32), "hostname": "t", "version": "0.1.0"}
+    answer = httpx.post(env.url + "/scanner/v1/enrol", timeout=30, json={**body, field: "bad\u0000name"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["reason"] == "malformed" and answer.json().get("field") == field
+    assert env.enrol(token).status_code == 200
+

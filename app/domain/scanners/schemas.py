@@ -72,11 +72,15 @@ class Enrolment(msgspec.Struct):
     ca_sha256: str | None
 
 
+# Stored as PostgreSQL text and shown to operators: no NUL (text cannot hold it) nor other control characters.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class EnrolRequest(msgspec.Struct, forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(max_length=200)]
     host_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
-    hostname: Annotated[str, msgspec.Meta(max_length=255)] = ""
-    version: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    hostname: Annotated[str, msgspec.Meta(max_length=255, pattern=_PRINTABLE)] = ""
+    version: Annotated[str, msgspec.Meta(max_length=64, pattern=_PRINTABLE)] = ""
 
 
 class EnrolAnswer(msgspec.Struct):
