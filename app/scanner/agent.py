@@ -75,7 +75,7 @@ class Agent:
         self._claimer = self._client()
         self._uploader = self._client()
         self._progress = self._client()
-        await self._heartbeat(first=True)
+        await self._heartbeat()
         tasks = [asyncio.create_task(c) for c in (self._heartbeat_loop(), self._upload_loop(), self._claim_loop())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -94,8 +94,15 @@ class Agent:
                 raise Fatal(f"ingest refused this scanner: {exc}") from None
             raise
 
-    async def _heartbeat(self, first: bool = False) -> None:
+    async def _heartbeat(self) -> None:
+        """One beat, retried until it lands.
+
+        A beat that failed once (ingest restarting, Traefik answering 502 while it notices) used to wait for
+        the next interval: two intervals of silence are exactly the offline threshold, so one failure made
+        a healthy scanner read as offline. Retries back off with jitter, so thousands of scanners coming
+        back after an outage do not all knock at once."""
         delay = 1.0
+        cap = max(1.0, min(30.0, self.heartbeat_interval / 4))
         while True:
             try:
                 load = os.getloadavg()[0]
@@ -103,14 +110,13 @@ class Agent:
                 load = 0.0
             try:
                 self._apply(await self._call(self._hb, "/scanner/v1/heartbeat",
-                                             {"version": VERSION, "load": load, "running_jobs": self.running_jobs}))
+                                             {"version": VERSION, "load": load, "running_jobs": self.running_jobs},
+                                             timeout=cap))
                 return
             except (TransportError, ApiRefused) as exc:
-                log.warning("heartbeat failed: %s", exc)
-                if not first:
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                log.warning("heartbeat failed, retrying within %.0f s: %s", delay, exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 (jitter, not a secret)
+            delay = min(delay * 2, cap)
 
     async def _heartbeat_loop(self) -> None:
         while True:
