@@ -90,7 +90,9 @@ class EnrolAnswer(msgspec.Struct):
 
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
-    version: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    # Printable as at enrolment: one NUL in the shared buffer would fail the single UPDATE that writes every
+    # scanner's beat.
+    version: Annotated[str, msgspec.Meta(max_length=64, pattern=_PRINTABLE)] = ""
     load: float = 0.0
     running_jobs: Annotated[int, msgspec.Meta(ge=0)] = 0
 

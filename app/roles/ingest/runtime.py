@@ -95,7 +95,7 @@ def client_address(connection: ASGIConnection, settings: Settings) -> str:
     return scope_client_address(connection.scope, settings)
 
 
-_FORWARDED_FOR = b"x-forwarded-for"
+FORWARDED_FOR = b"x-forwarded-for"  # the first one counts, as Litestar's `headers.get`
 
 
 def scope_client_address(scope: Scope, settings: Settings) -> str:
@@ -104,7 +104,7 @@ def scope_client_address(scope: Scope, settings: Settings) -> str:
     forwarded = ""
     if settings.ingest.trusted_proxies:  # without trusted proxies the header is never read
         for name, value in scope["headers"]:
-            if name == _FORWARDED_FOR:
+            if name == FORWARDED_FOR:
                 forwarded = bytes(value).decode("latin-1")
                 break
     return _resolve(client[0] if client else "", forwarded, tuple(settings.ingest.trusted_proxies))

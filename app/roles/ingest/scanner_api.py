@@ -12,7 +12,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from litestar import Request, post
 from litestar.di import NamedDependency, Provide
 from litestar.types import Receive
@@ -23,7 +22,6 @@ from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Pr
 from app.domain.jobs.service import claim_jobs
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
-from app.errors import Invalid
 from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
 from app.roles.ingest.scanner_route import Call, ScannerPost, authenticated_scanner, scanner_post
 from app.web.deps import AppSettings, ConfigConn
@@ -36,11 +34,13 @@ SCANNER = {"scanner": Provide(authenticated_scanner)}
 Scanner = NamedDependency[AuthenticatedScanner]
 
 
-def limits(runtime: IngestRuntime, scanner: AuthenticatedScanner) -> ScannerLimits:
-    """What every heartbeat and claim answer tells the agent (fields in ScannerLimits' order)."""
+LimitFields = tuple[datetime, float, float, int, int, str, list[str]]  # ScannerLimits' fields, in order
+
+
+def limits(runtime: IngestRuntime, scanner: AuthenticatedScanner) -> LimitFields:
+    """What every heartbeat and claim answer tells the agent, in ScannerLimits' field order."""
     interval, lease, min_version, scope = runtime.limits
-    return ScannerLimits(datetime.now(UTC), interval, lease, scanner.rate_limit, scanner.concurrency, min_version,
-                         scope)
+    return datetime.now(UTC), interval, lease, scanner.rate_limit, scanner.concurrency, min_version, scope
 
 
 @post("/scanner/v1/enrol", status_code=200)
@@ -52,11 +52,8 @@ async def enrol(request: Request, config_conn: ConfigConn, settings: AppSettings
 @scanner_post("/scanner/v1/heartbeat", Heartbeat, "heartbeat")
 def heartbeat(data: Heartbeat, scanner: AuthenticatedScanner, call: Call,
               ingest_runtime: IngestRuntime) -> ScannerLimits:
-    if "\x00" in data.version:
-        # PostgreSQL text cannot hold NUL: stored, it would fail the one UPDATE that writes every scanner's beat.
-        raise Invalid("heartbeat: version: NUL characters are not allowed", reason="malformed", field="version")
     ingest_runtime.heartbeats.record(scanner.id, data.version, data.load, data.running_jobs, scanner.address)
-    return limits(ingest_runtime, scanner)
+    return ScannerLimits(*limits(ingest_runtime, scanner))
 
 
 @scanner_post("/scanner/v1/claim", ClaimRequest, "claim")
@@ -83,7 +80,7 @@ async def claim(data: ClaimRequest, scanner: AuthenticatedScanner, call: Call,
                                     settings.scanner.lease_seconds, may_claim, gone)
     finally:
         gone.cancel()
-    return ClaimAnswer(jobs=jobs, **msgspec.structs.asdict(limits(ingest_runtime, scanner)))
+    return ClaimAnswer(*limits(ingest_runtime, scanner), jobs)
 
 
 async def _client_gone(receive: Receive) -> None:

@@ -27,14 +27,13 @@ from litestar.types import HTTPResponseStartEvent, HTTPScope, Receive, Scope, Se
 from app.domain.ingest.decoding import decode_body
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner
-from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
+from app.roles.ingest.runtime import FORWARDED_FOR, IngestRuntime, Runtime, client_address
 from app.scanner.client import KEY_HEADER
 
 T = TypeVar("T")
 MAX_BODY_BYTES = 64 * 1024  # a heartbeat or a claim is well under 1 KiB
 _encoder = msgspec.json.Encoder()
 _KEY_HEADER = KEY_HEADER.lower().encode("latin-1")
-_FORWARDED_FOR = b"x-forwarded-for"  # the first one, as Litestar's `headers.get` (see runtime.client_address)
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
 
@@ -118,7 +117,7 @@ class ScannerPost(Generic[T]):
             if name == _KEY_HEADER:
                 if key is None:
                     key = bytes(value).decode("latin-1")
-            elif name == _FORWARDED_FOR and forwarded is None:
+            elif name == FORWARDED_FOR and forwarded is None:
                 forwarded = bytes(value).decode("latin-1")
         client = scope.get("client")
         address = runtime.address_of(client[0] if client else "", forwarded or "")
