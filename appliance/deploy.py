@@ -40,10 +40,46 @@ class DeployResult:
     admin_username: str = ""
     admin_password: str = ""
     revision: str = ""  # the commit deployed ("" for a working-tree deploy)
+    unready: str = ""   # what did not answer through the edge after the operations succeeded ("" when all did)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and self.errors == 0
+        return self.returncode == 0 and self.errors == 0 and not self.unready
+
+
+# Answered through the edge once a deploy is done: the manager, and ingest (an unauthenticated, tiny file).
+READY_PATHS = ("/health", "/scanner/agent.pyz.sha256")
+
+
+def wait_ready(url: str, ca_file: str, timeout: float = 90.0) -> str:
+    """"" once every READY_PATHS answers 200 through the edge, else what the last attempt got.
+
+    Units restarted by the deploy take a moment to listen, and Traefik takes a health-check interval to
+    send traffic to them again: a deploy that returned at once left the scanner API answering 503 to
+    whoever came first (an install command run right after `mipo lab up`)."""
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=ca_file or None)
+    deadline, last = time.monotonic() + timeout, ""
+    pending = list(READY_PATHS)
+    while True:
+        for path in list(pending):
+            try:
+                with urllib.request.urlopen(url.rstrip("/") + path, timeout=5, context=context) as answer:  # noqa: S310
+                    answer.read()
+                pending.remove(path)
+            except urllib.error.HTTPError as exc:
+                last = f"{path}: HTTP {exc.code}"
+            except (OSError, ssl.SSLError) as exc:
+                last = f"{path}: {getattr(exc, 'reason', exc)}"
+        if not pending:
+            return ""
+        if time.monotonic() > deadline:
+            return f"{url} did not answer within {timeout:.0f} s ({last})"
+        time.sleep(1)
 
 
 def _count(text: str) -> int:
@@ -115,9 +151,10 @@ def run_deploy(config: str | Path, inventory: str | Path = INVENTORY, revision: 
         changed, errors = parse_totals("".join(output))
     except ValueError:
         changed, errors = 0, 1
-    return DeployResult(returncode, changed, errors, log, url=appliance.public_url,
-                        ca_file=appliance.deploy.edge_ca or str(appliance.state_dir / "pki" / "ca.crt"),
-                        revision=revision or "")
+    ca_file = appliance.deploy.edge_ca or str(appliance.state_dir / "pki" / "ca.crt")
+    unready = wait_ready(appliance.public_url, ca_file) if returncode == 0 and errors == 0 else ""
+    return DeployResult(returncode, changed, errors, log, url=appliance.public_url, ca_file=ca_file,
+                        revision=revision or "", unready=unready)
 
 
 def deploy(config: str | Path, inventory: str | Path = INVENTORY) -> int:
@@ -129,6 +166,11 @@ def deploy(config: str | Path, inventory: str | Path = INVENTORY) -> int:
         return 1
     except Exception as exc:  # wheelhouse/PKI preparation: one line, then the log
         print(f"mipo: deploy failed before touching any host: {exc}", file=sys.stderr)
+        return 1
+    if result.unready:
+        print(f"mipo: every operation succeeded, but the appliance does not answer: {result.unready}; "
+              "check `systemctl status traefik mipo-manager mipo-ingest` on its hosts (or, if this machine "
+              "cannot reach that address, check it from one that can)", file=sys.stderr)
         return 1
     if not result.ok:
         print(f"mipo: deploy failed ({result.errors} operations failed, exit {result.returncode}); "

@@ -38,6 +38,9 @@ def deploy_hook() -> Callable[[LabState], Any] | None:
 def report_deploy(result: Any) -> int:
     """Print what the operator needs after `appliance.deploy.deploy_lab` (a `DeployResult`): the GUI URL,
     the CA file to trust and the first admin's credentials, or one line saying what failed."""
+    if getattr(result, "unready", ""):
+        return _fail(f"every operation succeeded, but the appliance does not answer: {result.unready}; "
+                     "run `mipo lab up` again, or look at `mipo lab ssh edge -- journalctl -u traefik`")
     if not getattr(result, "ok", False):
         return _fail(f"deploy failed ({getattr(result, 'errors', '?')} operations failed); read "
                      f"{getattr(result, 'log', 'the deploy log')}, fix the cause, then run `mipo lab up` again")

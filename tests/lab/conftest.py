@@ -86,6 +86,8 @@ def lab_deploy_result(lab: LabState) -> Any:
     if hook is None:
         pytest.fail("appliance.deploy.deploy_lab is missing: the appliance deploy has not landed yet")
     result = hook(lab)
+    if getattr(result, "unready", ""):
+        pytest.fail(f"the lab deploy succeeded, but the appliance does not answer: {result.unready}")
     if not getattr(result, "ok", False):
         pytest.fail(f"deploying into the lab failed ({getattr(result, 'errors', '?')} operations failed); "
                     f"see {getattr(result, 'log', 'the deploy log')}")
