@@ -35,6 +35,7 @@ def test_ten_thousand_heartbeats_are_one_transaction(env: IngestEnv) -> None:
         for _ in range(3):  # repeated beats from the same scanners only keep the latest
             for sid in ids:
                 buffer.record(sid, "0.1.0", 0.5, 1, "198.18.0.10")
+        buffer.record(ids[0], "1.0-ß", 0.25, 3, "2001:db8::5")  # the latest beat wins; text and IPv6 kept as sent
         async with AsyncConnectionPool(env.dsn("config"), min_size=1, max_size=1, open=False) as pool:
             await pool.open()
             written = await buffer.flush(pool)
@@ -46,7 +47,10 @@ def test_ten_thousand_heartbeats_are_one_transaction(env: IngestEnv) -> None:
     rows = env.query("config", "SELECT count(*), count(*) FILTER (WHERE status = 'active' AND version = '0.1.0'"
                      " AND running_jobs = 1 AND host(last_address) = '198.18.0.10') FROM scanners"
                      " WHERE name LIKE 'bulk-%%'")
-    assert rows == [(10000, 10000)]
+    assert rows == [(10000, 9999)]
+    first = env.query("config", "SELECT version, load, running_jobs, host(last_address),"
+                      " abs(extract(epoch FROM now() - last_heartbeat_at)) < 60 FROM scanners WHERE id = %s", (ids[0],))
+    assert first == [("1.0-ß", 0.25, 3, "2001:db8::5", True)]
 
 
 def test_scanner_is_online_while_it_heartbeats_and_offline_after_the_silence(env: IngestEnv) -> None:

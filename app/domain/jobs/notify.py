@@ -10,8 +10,12 @@ from collections.abc import Iterator
 
 import psycopg
 
+from app.db import listen
+
 log = logging.getLogger("mipo.jobs.notify")
 CHANNEL = "mipo_jobs"
+# With no notification for this long, a round trip proves the link (a dead peer sends no FIN).
+LIVENESS_SECONDS = 30.0
 
 
 class JobNotifier:
@@ -45,13 +49,17 @@ class JobNotifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    conn.add_notify_handler(lambda note: self._wake(note.payload))
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.connected.set()
                     delay = 0.5
                     # Anything queued while we were disconnected: let every waiter re-check once.
                     self._wake("*")
-                    async for note in conn.notifies():
-                        self._wake(note.payload)
+                    while True:
+                        # Asleep on the socket; whatever woke it (or the silence) is read by a round trip,
+                        # which hands the notifications to the handler and raises when the link is gone.
+                        await listen.readable(conn.pgconn.socket, LIVENESS_SECONDS)
+                        await listen.sync(conn, LIVENESS_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -13,7 +13,6 @@ seconds at worst, normally within milliseconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import math
@@ -24,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from app.db import listen
 from app.domain.scanners import keys
 from app.domain.scanners import repository as repo
 from app.domain.scanners.schemas import AuthenticatedScanner
@@ -165,15 +165,8 @@ class ScannerAuthCache:
 
     async def _probe(self, conn: psycopg.AsyncConnection) -> None:
         started = time.monotonic()
-        # A bare protocol Sync: a round trip that opens no transaction (so it commits nothing), before whose
-        # answer the server sends every pending notification; they reach `invalidate` before this returns.
-        await asyncio.wait_for(self._sync(conn), timeout=self.max_stale)
+        await listen.sync(conn, self.max_stale)  # pending notifications reach `invalidate` before it returns
         self._confirmed_at = started
-
-    @staticmethod
-    async def _sync(conn: psycopg.AsyncConnection) -> None:
-        async with conn.pipeline() as pipeline:
-            await pipeline.sync()
 
     async def run(self) -> None:
         """LISTEN, fill the copy, then probe; reconnect forever (the copy is unused while disconnected)."""
@@ -190,7 +183,7 @@ class ScannerAuthCache:
                     delay = 0.5
                     while True:
                         await self._probe(conn)
-                        await _readable(conn.pgconn.socket, self.probe_interval)
+                        await listen.readable(conn.pgconn.socket, self.probe_interval)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -198,20 +191,3 @@ class ScannerAuthCache:
                 log.warning("LISTEN %s lost (%s); keys are read from the database until it is back", CHANNEL, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-
-
-async def _readable(fd: int, timeout: float) -> None:
-    """Wait until the socket has data (a notification, or the server closing it) or the timeout passes."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready, timeout)
-    finally:
-        loop.remove_reader(fd)

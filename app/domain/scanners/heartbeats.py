@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
 
+import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from app.domain.scanners import repository as repo
@@ -15,9 +15,11 @@ from app.domain.scanners import repository as repo
 log = logging.getLogger("mipo.heartbeats")
 
 
-# (time.time() of arrival, version, load, running jobs, address): a plain tuple, as recording one is on every
-# heartbeat's path and building the datetimes waits for the flush, which does all of them in one loop.
-_Beat = tuple[float, str, float, int, str]
+# (scanner id, time.time() of arrival, version, load, running jobs, address): a plain tuple, as recording one is
+# on every heartbeat's path. The flush sends them all as one JSON array of these tuples: one encode in C, where
+# six typed arrays cost the flush a Python loop per element to build and dump them.
+_Beat = tuple[int, float, str, float, int, str]
+_encode = msgspec.json.Encoder().encode
 
 
 class HeartbeatBuffer:
@@ -29,18 +31,16 @@ class HeartbeatBuffer:
         self.flushes = 0
 
     def record(self, scanner_id: int, version: str, load: float, running_jobs: int, address: str) -> None:
-        self._beats[scanner_id] = (time.time(), version, load, running_jobs, address)
+        self._beats[scanner_id] = (scanner_id, time.time(), version, load, running_jobs, address)
 
     async def flush(self, pool: AsyncConnectionPool) -> int:
         beats, self._beats = self._beats, {}
         if not beats:
             return 0
         try:
-            rows = list(beats.values())
-            at = [datetime.fromtimestamp(b[0], UTC) for b in rows]
+            batch = _encode(list(beats.values())).decode()
             async with pool.connection() as conn, conn.transaction():
-                await repo.flush_heartbeats(conn, list(beats), at, [b[1] for b in rows], [b[2] for b in rows],
-                                            [b[3] for b in rows], [b[4] for b in rows])
+                await repo.flush_heartbeats(conn, batch)
         except Exception:
             # Put them back unless a newer beat arrived meanwhile; the next flush retries.
             for sid, beat in beats.items():

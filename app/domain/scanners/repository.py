@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -160,15 +159,16 @@ async def active_key_records(conn: AsyncConnection, limit: int) -> list[tuple[An
     return await cur.fetchall()
 
 
-async def flush_heartbeats(conn: AsyncConnection, ids: Sequence[int], at: Sequence[datetime],
-                           versions: Sequence[str], loads: Sequence[float], running: Sequence[int],
-                           addresses: Sequence[str]) -> None:
-    """Many scanners' heartbeats in one statement (one commit for thousands of scanners)."""
+async def flush_heartbeats(conn: AsyncConnection, beats: str) -> None:
+    """Many scanners' heartbeats in one statement (one commit for thousands of scanners).
+
+    `beats`: a JSON array of [scanner id, epoch seconds, version, load, running jobs, address]."""
     await conn.execute(
         "UPDATE scanners s SET last_heartbeat_at = greatest(s.last_heartbeat_at, v.at),"
         " version = nullif(v.version, ''), load = v.load, running_jobs = v.running, last_address = v.addr,"
         " status = CASE WHEN s.status = 'pending' THEN 'active' ELSE s.status END"
-        " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::real[], %s::int[], %s::inet[])"
-        "   AS v(id, at, version, load, running, addr)"
+        " FROM (SELECT (b->>0)::bigint AS id, to_timestamp((b->>1)::float8) AS at, b->>2 AS version,"
+        "        (b->>3)::real AS load, (b->>4)::int AS running, (b->>5)::inet AS addr"
+        "       FROM jsonb_array_elements(%s::jsonb) AS b) AS v"
         " WHERE s.id = v.id",
-        (list(ids), list(at), list(versions), list(loads), list(running), list(addresses)))
+        (beats,))
