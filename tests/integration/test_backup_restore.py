@@ -76,6 +76,15 @@ def test_backup_wipe_restore_gives_back_every_table(pg: PostgresServer, migrated
 
     asyncio.run(service.restore_backup(settings, manifest.backup_id, kit.identity))
 
+    # The restore's own event (written as the restore superuser) is checked, then set aside: everything else
+    # must compare exactly with what was backed up.
+    with psycopg.connect(pg.dsn(names["config"]), autocommit=True) as conn:
+        own = conn.execute("DELETE FROM events WHERE class = %s RETURNING details->>'backup_id'",
+                           (service.RESTORED_EVENT,)).fetchall()
+        last_id = before["config"]["sequence:events_id_seq"][0]
+        assert last_id > 0  # the seed wrote events: the sequence can be set back to where it was
+        conn.execute("SELECT setval('events_id_seq', %s)", (last_id,))
+    assert own == [(manifest.backup_id,)]
     after = {k: table_fingerprints(pg, v) for k, v in names.items()}
     for k in names:
         assert after[k] == before[k], f"{k} differs after restore"
@@ -203,14 +212,21 @@ def test_restore_into_lost_databases_gives_back_their_acl(pg: PostgresServer, mi
         assert _acl(pg, db) == {("mipo_owner", p, False) for p in ("CONNECT", "CREATE", "TEMPORARY")}
         assert not _connects(pg, "mipo_stranger", db)
         assert not _connects(pg, "mipo_manager", db)  # until a redeploy re-applies the connect rules
-    # ... which operators learn from an event naming the databases (written although no service can connect).
+    # ... which operators learn from an event naming the databases (written although no service can connect),
+    # next to the event of the restore itself.
     (severity, details), = _redeploy_events(pg, names["config"])
+    (restored,), = _events(pg, names["config"], service.RESTORED_EVENT, "details->>'backup_id'")
+    assert restored == manifest.backup_id
     assert severity == "warning" and details["backup_id"] == manifest.backup_id
     assert details["databases"] == ["config", "jobs", "results"] and details["hint"] == service.REDEPLOY_HINT
     assert all("predates recorded database ACLs" in reason for reason in details["reasons"].values())
 
 
-def _redeploy_events(server: PostgresServer, dbname: str) -> list[tuple[str, dict[str, Any]]]:
+def _events(server: PostgresServer, dbname: str, event_class: str, columns: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(server.dsn(dbname)) as conn:
-        return conn.execute("SELECT severity, details FROM events WHERE class = %s ORDER BY id",
-                            (service.REDEPLOY_EVENT,)).fetchall()
+        return conn.execute(f"SELECT {columns} FROM events WHERE class = %s ORDER BY id",
+                            (event_class,)).fetchall()
+
+
+def _redeploy_events(server: PostgresServer, dbname: str) -> list[tuple[Any, ...]]:
+    return _events(server, dbname, service.REDEPLOY_EVENT, "severity, details")

@@ -249,8 +249,12 @@ async def restore_shape(settings: Settings, db: DatabaseManifest) -> tuple[repo.
     return repo.DatabaseShape(owner, recorded.encoding, recorded.collate, recorded.ctype, acl), note
 
 
-async def record_redeploy_needed(settings: Settings, backup_id: str, notes: dict[str, str]) -> None:
-    """Tell operators (an event, not only the journal) which restored databases wait for a redeploy.
+RESTORED_EVENT = "backup_restored"
+
+
+async def record_restored(settings: Settings, backup_id: str, notes: dict[str, str]) -> None:
+    """Tell operators the restore happened and, when some restored database waits for a redeploy to get its
+    service privileges back, which ones and why (an event, not only the journal).
 
     Written as the restore superuser: the service roles may be exactly what cannot connect yet. Best
     effort, like the other backup events: the restore itself is done and must not be reported failed.
@@ -258,13 +262,16 @@ async def record_redeploy_needed(settings: Settings, backup_id: str, notes: dict
     target = settings.databases.config.name
     try:
         async with await psycopg.AsyncConnection.connect(admin_conninfo(settings, "config", target)) as conn:
-            await emit(conn, REDEPLOY_EVENT,
-                       f"backup {backup_id} restored; privileges of {', '.join(notes)} still need re-applying: "
-                       f"{REDEPLOY_HINT}", severity="warning",
-                       details={"backup_id": backup_id, "databases": sorted(notes), "reasons": notes,
-                                "hint": REDEPLOY_HINT})
+            await emit(conn, RESTORED_EVENT, f"backup {backup_id} restored", severity="warning",
+                       details={"backup_id": backup_id})
+            if notes:
+                await emit(conn, REDEPLOY_EVENT,
+                           f"backup {backup_id} restored; privileges of {', '.join(notes)} still need re-applying: "
+                           f"{REDEPLOY_HINT}", severity="warning",
+                           details={"backup_id": backup_id, "databases": sorted(notes), "reasons": notes,
+                                    "hint": REDEPLOY_HINT})
     except psycopg.Error as exc:
-        log.warning("could not record event %s: %s", REDEPLOY_EVENT, exc)
+        log.warning("could not record the events of restoring backup %s: %s", backup_id, exc)
 
 
 async def _restore_one(settings: Settings, db: DatabaseManifest, shape: repo.DatabaseShape, dump: Path,
@@ -330,8 +337,7 @@ async def restore_backup(settings: Settings, backup_id: str, identity: str) -> M
     log.info("backup %s restored", backup_id)
     # Only now: the config database the event goes into is the restored one, not the one it replaced.
     notes: dict[str, str] = {which: note for which, (_, note) in shaped.items() if note is not None}
-    if notes:
-        await record_redeploy_needed(settings, backup_id, notes)
+    await record_restored(settings, backup_id, notes)
     return manifest
 
 

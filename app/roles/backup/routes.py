@@ -47,8 +47,7 @@ async def restore_backup(backup_id: FromPath[str], data: JSONBody[RestoreRequest
     identity = data.identity
 
     async def work() -> str:
-        await service.restore_backup(settings, backup_id, identity)
-        await cycle.record_event(settings, "backup_restored", f"backup {backup_id} restored", "warning")
+        await service.restore_backup(settings, backup_id, identity)  # records the `backup_restored` event
         return backup_id
 
     return runner.start("restore", backup_id, work)
