@@ -3,8 +3,7 @@ no job, says so once in its log with how to upgrade, and the manager shows the s
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.integration.test_scanner_support import (
 )
 from tests.support.manager import manager_client
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 REQUIRED = "99.0"
 
@@ -30,15 +30,6 @@ REQUIRED = "99.0"
 def env(pg: PostgresServer, tmp_path: Path) -> Iterator[IngestEnv]:
     with ingest_env(pg, tmp_path, scanner={**FAST_SCANNER, "min_agent_version": REQUIRED}) as e:
         yield e
-
-
-def _until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def _last_heartbeat(env: IngestEnv, scanner_id: int) -> datetime | None:
@@ -58,11 +49,11 @@ def test_outdated_agent_heartbeats_but_claims_nothing_until_the_appliance_accept
     _run_id, job_id = env.new_job(scanner_id, [["127.77.0.9", "127.77.0.9"]], "1-20", cost=20)
     log = config.with_name("agent.log")
     with running_agent(env, config):
-        _until("the agent logs that it is too old", lambda: log.exists() and REQUIRED in log.read_text())
+        wait_until(lambda: log.exists() and REQUIRED in log.read_text(), 30, "the agent logs that it is too old")
         # Heartbeats go on: the recorded beat moves forward twice after the agent gave up claiming.
         for _ in range(2):
             since = _last_heartbeat(env, scanner_id)
-            _until("a later heartbeat", lambda: _beat_after(env, scanner_id, since))  # noqa: B023 (used at once)
+            wait_until(lambda: _beat_after(env, scanner_id, since), 30, "a later heartbeat")  # noqa: B023 (used at once)
         assert env.query("jobs", "SELECT status, attempts FROM jobs WHERE id = %s", (job_id,)) == [("pending", 0)]
         lines = [line for line in log.read_text().splitlines() if "too old" in line]
         assert len(lines) == 1, lines  # one clear line, not one per heartbeat

@@ -5,14 +5,14 @@ a trusted proxy's X-Forwarded-For (and an acceptance remembered for one address 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.integration.test_scanner_support import IngestEnv, ingest_env
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 HEARTBEAT = "/scanner/v1/heartbeat"
 BEAT = {"version": "0.1.0", "load": 0.5, "running_jobs": 0}
@@ -84,24 +84,15 @@ def test_client_address_comes_from_the_trusted_proxy_and_binds_the_key(env: Inge
     scanner_id, key = env.enrolled_key()
     env.query("config", "UPDATE scanners SET bound_network = '198.18.0.0/24' WHERE id = %s", (scanner_id,))
     body = httpx.Request("POST", "/", json=BEAT).content
-    deadline_ok = _until(lambda: _post(env, HEARTBEAT, key, body, "203.0.113.9, 198.18.0.7").status_code == 200)
-    assert deadline_ok, "the binding never reached ingest"
+    wait_until(lambda: _post(env, HEARTBEAT, key, body, "203.0.113.9, 198.18.0.7").status_code == 200, 10,
+               "the binding reached ingest")
     # Accepted from 198.18.0.7 just now; the same key from elsewhere is still refused, every time.
     for forwarded in ("198.18.1.7", None, "198.18.1.7"):
         refused = _problem(_post(env, HEARTBEAT, key, body, forwarded), 403, "address_not_allowed")
         assert str(refused["detail"]).endswith("198.18.1.7" if forwarded else "127.0.0.1")
     assert _post(env, HEARTBEAT, key, body, "198.18.0.7").status_code == 200
-    assert _until(lambda: env.query("config", "SELECT host(last_address) FROM scanners WHERE id = %s",
-                                    (scanner_id,)) == [("198.18.0.7",)])
-
-
-def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
+    wait_until(lambda: env.query("config", "SELECT host(last_address) FROM scanners WHERE id = %s",
+                                 (scanner_id,)) == [("198.18.0.7",)], 10, "last address 198.18.0.7 written")
 
 
 def test_a_version_with_nul_is_refused_and_other_heartbeats_are_still_written(env: IngestEnv) -> None:
@@ -112,5 +103,5 @@ def test_a_version_with_nul_is_refused_and_other_heartbeats_are_still_written(en
     assert problem["field"] == "version"
     body = httpx.Request("POST", "/", json=BEAT).content
     assert _post(env, HEARTBEAT, other_key, body).status_code == 200
-    assert _until(lambda: env.query("config", "SELECT version FROM scanners WHERE id = %s", (other_id,))
-                  == [("0.1.0",)])
+    wait_until(lambda: env.query("config", "SELECT version FROM scanners WHERE id = %s", (other_id,))
+               == [("0.1.0",)], 10, "the other scanner's version 0.1.0 written")

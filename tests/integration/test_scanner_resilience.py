@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.test_scanner_support import IngestEnv, agent_config, agent_enrol, ingest_env, running_agent
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 FIRST, LAST = "127.78.0.0", "127.78.3.255"   # 1,024 loopback addresses of our own
 LISTENERS = 20                               # x 20 ports = 20,480 open results
@@ -71,15 +72,6 @@ def _ledger(env: IngestEnv, job_id: int) -> int:
     return int(env.query("results", "SELECT count(*) FROM ingested_batches WHERE job_id = %s", (job_id,))[0][0])
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_ingest_crash_and_partition_lose_nothing_and_double_nothing(env: IngestEnv) -> None:
     listeners = AcceptAll(LISTENERS)
     try:
@@ -92,11 +84,11 @@ def test_ingest_crash_and_partition_lose_nothing_and_double_nothing(env: IngestE
             _run, job_id = env.new_job(enrolment.scanner.id, [[FIRST, LAST]], ports,
                                        {"rate": 1500, "timeout_ms": 2000, "banner": False, "tls": False},
                                        cost=1024 * LISTENERS)
-            _wait_for(lambda: _ledger(env, job_id) >= 3, 60, "the first batches")
+            wait_until(lambda: _ledger(env, job_id) >= 3, 60, "the first batches", interval=0.1)
             env.process.kill()
             time.sleep(4)   # the agent keeps scanning into its spool meanwhile
             env.process.start()
-            _wait_for(lambda: _ledger(env, job_id) >= 30, 60, "batches after the restart")
+            wait_until(lambda: _ledger(env, job_id) >= 30, 60, "batches after the restart", interval=0.1)
             with blackholed(env.process.port):
                 time.sleep(30)  # as long as the lab test cuts the link
             status = env.wait_job(job_id, timeout=180)
