@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from appliance.lab.state import LabState
+from tests.support.waiting import wait_until
 
 EDGE = "198.18.0.10"
 # A stopped agent's claim long poll (up to scanner.claim_long_poll = 25 s) lives on in ingest and can still
@@ -44,14 +45,12 @@ class Appliance:
         return int(job)
 
     def wait_job(self, job_id: int, timeout: float = 600) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def finished() -> list[str] | None:
             row = self.sql("mipo_jobs", f"SELECT status, coalesce(error_class, ''), coalesce(last_error, '')"
                                         f" FROM jobs WHERE id = {job_id}")[0]
-            if row[0] in ("completed", "failed"):
-                return row
-            time.sleep(1)
-        raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+            return row if row[0] in ("completed", "failed") else None
+
+        return wait_until(finished, timeout, f"job {job_id} finished", interval=1)
 
     def scanner(self, scanner_id: int) -> dict[str, Any]:
         answer = self.api.get(f"/api/scanners/{scanner_id}")
@@ -88,15 +87,6 @@ def _wait_agent_settled(app: Appliance, host: str) -> None:
         time.sleep(STALE_CLAIM_SECONDS - age)
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
-
-
 def get_json(client: httpx.Client, url: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
     """GET through the admin API, asserting a 200, and the decoded body."""
     answer = client.get(url, params=params, headers=headers)
@@ -113,9 +103,9 @@ def wait_run_finished(client: httpx.Client, run_id: int, scanner_ids: set[int], 
         run.update(get_json(client, f"/api/runs/{run_id}"))
         return run["status"] not in ("pending", "running")
 
-    _wait(finished, within, f"run {run_id} finished")
-    _wait(lambda: {s["scanner_id"] for s in get_json(client, "/api/results/runs", run_id=run_id)} == scanner_ids,
-          60, f"change detection of run {run_id} for every scanner")
+    wait_until(finished, within, f"run {run_id} finished", interval=1)
+    wait_until(lambda: {s["scanner_id"] for s in get_json(client, "/api/results/runs", run_id=run_id)} == scanner_ids,
+               60, f"change detection of run {run_id} for every scanner", interval=1)
     return run
 
 
@@ -132,7 +122,7 @@ def run_now(client: httpx.Client, template_id: int, scanner_ids: set[int], withi
             run_ids.append(int(run_id))
         return bool(run_ids)
 
-    _wait(answered, 60, f"run request {request_id} answered by the dispatcher")
+    wait_until(answered, 60, f"run request {request_id} answered by the dispatcher", interval=1)
     run = wait_run_finished(client, run_ids[0], scanner_ids, within)
     assert run["status"] == "completed", run
     return run_ids[0]

@@ -54,8 +54,9 @@ from provision.app import VENV
 from provision.config import BACKUP_API_TOKEN, BACKUP_PORT, CREDENTIALS_DIR
 from provision.render import daily_calendar
 from provision.units import ADMIN_PASSWORD_FILE, ADMIN_USERNAME
-from tests.lab.appliance_support import EDGE, Appliance, _wait, get_json, run_now
+from tests.lab.appliance_support import EDGE, Appliance, get_json, run_now
 from tests.lab.deploy_support import BACKUP, connects
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -178,17 +179,20 @@ def _open_ports(client: httpx.Client, run_id: int) -> set[tuple[int, str, int]]:
 def _wait_operation(client: httpx.Client, operation_id: str, timeout: float = 300) -> dict[str, Any]:
     """Poll the backups status (quietly) until this operation ends. While a database is being restored the
     manager cannot read it, so errors in between are expected and waited out."""
-    deadline = time.monotonic() + timeout
     seen = ""
-    while time.monotonic() < deadline:
+
+    def ended() -> dict[str, Any] | None:
+        nonlocal seen
         answer = client.get("/api/backups/status", headers=QUIET)
         seen = f"{answer.status_code} {answer.text[:300]}"
         if answer.status_code == 200:
             operation = answer.json()["operation"]
             if operation and operation["id"] == operation_id and operation["state"] != "running":
                 return dict(operation)
-        time.sleep(2)
-    raise AssertionError(f"backup operation {operation_id} did not end within {timeout:.0f} s; last answer: {seen}")
+        return None
+
+    return wait_until(ended, timeout, f"backup operation {operation_id} ended", interval=2,
+                      detail=lambda: f"last answer: {seen}")
 
 
 # --- the drill -----------------------------------------------------------------------------------
@@ -207,7 +211,8 @@ class Filled:
 def _fill(app: Appliance, scanners: dict[str, int], created: list[str]) -> Filled:
     """A user, a mirror group over both scanners, a template on `target` and a completed run, all through the API."""
     for host, scanner_id in scanners.items():
-        _wait(lambda sid=scanner_id: app.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online")
+        wait_until(lambda: app.scanner(scanner_id)["online"], ONLINE_WITHIN, f"{host} online",  # noqa: B023 (used at once)
+                   interval=1)
     tag = secrets.token_hex(3)
     username, password = f"drill{tag}", secrets.token_urlsafe(18)
 
@@ -405,7 +410,8 @@ def test_backup_wipe_restore_through_the_manager_api(appliance: Appliance, scann
     audit = get_json(appliance.api, "/api/audit/verify")
     assert audit["ok"], audit
     for host, scanner_id in scanners.items():
-        _wait(lambda sid=scanner_id: appliance.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online again")
+        wait_until(lambda: appliance.scanner(scanner_id)["online"], ONLINE_WITHIN, f"{host} online again",  # noqa: B023 (used at once)
+                   interval=1)
     with _client(appliance.ca_file) as user:
         assert _login(user, filled.username, filled.password)["role"] == "operator"
         assert _open_ports(user, filled.run_id) == filled.open_ports

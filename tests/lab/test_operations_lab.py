@@ -23,12 +23,12 @@ import pytest
 from appliance.lab.topology import TARGET_HTTP_UNIT
 from tests.lab.appliance_support import (
     Appliance,
-    _wait,
     _wait_agent_settled,
     get_json,
     run_now,
     wait_run_finished,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -79,7 +79,8 @@ def _get(app: Appliance, url: str, **params: Any) -> Any:
 def _wait_online(app: Appliance, scanners: dict[str, int]) -> None:
     """Both scanners online, and an agent another test restarted past the stale-claim window."""
     for host, scanner_id in scanners.items():
-        _wait(lambda sid=scanner_id: app.scanner(sid)["online"], ONLINE_WITHIN, f"{host} online")
+        wait_until(lambda: app.scanner(scanner_id)["online"], ONLINE_WITHIN, f"{host} online",  # noqa: B023 (used at once)
+                   interval=1)
         _wait_agent_settled(app, host)
 
 
@@ -155,7 +156,7 @@ def test_schedule_every_minute_runs_on_both_scanners_of_a_mirror_group(appliance
             runs[:] = _get(appliance, "/api/runs", template_id=template["id"])
             return bool(runs)
 
-        _wait(scheduled_run, 60 + RUN_WITHIN / 2, "a run created by the every-minute schedule")
+        wait_until(scheduled_run, 60 + RUN_WITHIN / 2, "a run created by the every-minute schedule", interval=1)
     finally:
         # Stop the rhythm first: whatever happens next, the schedule does not keep scanning.
         disabled = appliance.api.patch(f"/api/schedules/{schedule['id']}", json={"enabled": False})

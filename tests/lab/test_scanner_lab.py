@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from tests.lab.appliance_support import EDGE, Appliance, _wait
+from tests.lab.appliance_support import EDGE, Appliance
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -29,7 +30,8 @@ HEARTBEAT, OFFLINE_AFTER = 60.0, 120.0   # the appliance defaults (the lab deplo
 
 def test_both_scanners_come_online_within_one_heartbeat(appliance: Appliance, scanners: dict[str, int]) -> None:
     for host, scanner_id in scanners.items():
-        _wait(lambda sid=scanner_id: appliance.scanner(sid)["online"], HEARTBEAT, f"{host} online")
+        wait_until(lambda: appliance.scanner(scanner_id)["online"], HEARTBEAT, f"{host} online",  # noqa: B023 (used at once)
+                   interval=1)
         scanner = appliance.scanner(scanner_id)
         assert scanner["status"] == "active" and scanner["last_address"] == appliance.lab.host(host).addresses[
             "external"]
@@ -72,8 +74,8 @@ def test_streaming_survives_an_ingest_crash_and_a_30_second_cut(appliance: Appli
                       "'{ type nat hook prerouting priority dstnat ; }' && nft add rule inet mipo_scanlab pre "
                       f"tcp dport {low}-{high} redirect to :9999")
     # Probes that arrive before the sink listens would be answered with RST: wait until it does.
-    _wait(lambda: ":9999" in lab.run("target", "ss -Htln sport = :9999", check=False).stdout, 30,
-          "the sink listening on target:9999")
+    wait_until(lambda: ":9999" in lab.run("target", "ss -Htln sport = :9999", check=False).stdout, 30,
+               "the sink listening on target:9999", interval=1)
     try:
         job = appliance.new_job(scanners["scanner-a"], [[TARGET, TARGET]], f"{low}-{high}",
                                 {"rate": 2000, "timeout_ms": 2000, "banner": False, "tls": False},
@@ -84,7 +86,7 @@ def test_streaming_survives_an_ingest_crash_and_a_30_second_cut(appliance: Appli
             return int(rows[0][0])
 
         try:
-            _wait(lambda: ledger() >= 2, 120, "the first batches")
+            wait_until(lambda: ledger() >= 2, 120, "the first batches", interval=1)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; {_streaming_diagnosis(appliance, job)}") from None
         lab.run("ingest-1", "systemctl kill -s KILL mipo-ingest.service")
@@ -145,7 +147,7 @@ def test_stopped_scanner_goes_offline_after_the_configured_silence(appliance: Ap
     scanner_id = scanners["scanner-b"]
     appliance.lab.run("scanner-b", "systemctl stop mipo-scanner")
     assert appliance.scanner(scanner_id)["online"]  # not before the silence has lasted
-    _wait(lambda: not appliance.scanner(scanner_id)["online"], OFFLINE_AFTER + 30, "scanner-b offline")
+    wait_until(lambda: not appliance.scanner(scanner_id)["online"], OFFLINE_AFTER + 30, "scanner-b offline", interval=1)
     appliance.lab.run("scanner-b", "systemctl start mipo-scanner")
-    _wait(lambda: appliance.scanner(scanner_id)["online"], 30, "scanner-b back online")
+    wait_until(lambda: appliance.scanner(scanner_id)["online"], 30, "scanner-b back online", interval=1)
 

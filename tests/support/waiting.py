@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, *, interval: float = 0.2,
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, *, interval: float = 0.2,
                detail: Callable[[], object] | None = None) -> T:
     """Call `check` every `interval` s while `timeout` s have not passed; return its first truthy value.
 
