@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shlex
 import ssl
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +30,7 @@ from provision.controller import initial_admin_password
 from provision.databases import ROLES_SCRIPT
 from provision.units import ADMIN_USERNAME
 from tests.lab.appliance_support import EDGE
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -103,18 +103,17 @@ def _edge(ca_file: str) -> httpx.Client:
                         trust_env=False)
 
 
-def _wait_health(ca_file: str, timeout: float = 90) -> int:
-    deadline, status = time.monotonic() + timeout, 0
+def _wait_health(ca_file: str, timeout: float = 90) -> None:
+    """The appliance's /health through the edge answers 200 within `timeout` s."""
     with _edge(ca_file) as client:
-        while time.monotonic() < deadline:
+        def status() -> int:
             try:
-                status = client.get("/health").status_code
+                return client.get("/health").status_code
             except httpx.HTTPError:
-                status = 0
-            if status == 200:
-                break
-            time.sleep(2)
-    return status
+                return 0
+
+        wait_until(lambda: status() == 200, timeout, "the appliance's /health answering 200", interval=2,
+                   detail=lambda: f"it answers {status()}")
 
 
 @pytest.fixture()
@@ -134,7 +133,7 @@ def lab_data_put_back(deployed_lab: LabState, lab_deploy_result: Any) -> Iterato
         differ = [(k, before.get(k), restored.get(k)) for k in sorted(set(before) | set(restored))
                   if before.get(k) != restored.get(k)]
         assert not differ, f"the rescue copy did not bring the data back: {differ[:10]}; see {RESCUE_DIR}/restore.log"
-        assert _wait_health(lab_deploy_result.ca_file) == 200
+        _wait_health(lab_deploy_result.ca_file)
         lab.run("db", f"rm -rf {RESCUE_DIR}", check=False)
     finally:
         for host in running:
@@ -208,7 +207,7 @@ def test_redeploy_recreates_migrates_and_reopens_lost_databases(deployed_lab: La
         changed = admin.post("/api/auth/password", json={"current_password": initial, "new_password": new_password})
         assert changed.status_code == 204, changed.text
         assert admin.get("/api/audit").status_code == 200
-    assert _wait_health(recovery.ca_file) == 200
+    _wait_health(recovery.ca_file)
 
     again = run_deploy(path, revision=revision)
     assert again.ok, f"the deploy after the recovery failed; see {again.log}"
