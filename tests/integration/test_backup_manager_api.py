@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,20 @@ from tests.support.manager import create_user, login, manager_client
 from tests.support.postgres import PostgresServer
 from tests.support.services import serve_role, write_toml
 from tests.support.settings import settings_document
+from tests.support.waiting import wait_until
 
 
 def _wait(api: Any, expected_kind: str, path: str = "/api/backups/status") -> dict[str, Any]:
     """Poll the status until the operation ends; 503s are expected while the config database is restored."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    def ended() -> dict[str, Any] | None:
         r = api.get(path)
         if r.status_code == 200 and r.json()["operation"] and r.json()["operation"]["state"] != "running":
-            operation: dict[str, Any] = r.json()["operation"]
-            assert operation["kind"] == expected_kind
-            return operation
-        time.sleep(0.5)
-    raise AssertionError("the backup operation did not finish")
+            return dict(r.json()["operation"])
+        return None
+
+    operation = wait_until(ended, 300, f"the {expected_kind} operation finished ({path})", interval=0.5)
+    assert operation["kind"] == expected_kind
+    return operation
 
 
 def test_manager_backups_api_creates_lists_and_restores(pg: PostgresServer, migrated: SettingsFactory,

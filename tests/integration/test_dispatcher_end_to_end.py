@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.integration.test_scanner_support import (
 from tests.support.postgres import PostgresServer
 from tests.support.services import write_toml
 from tests.support.settings import settings_document
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture()
@@ -45,14 +45,11 @@ def _dispatcher(env: IngestEnv, pg: PostgresServer) -> subprocess.Popen[bytes]:
 
 def _wait(env: IngestEnv, sql: str, params: object, want: object, timeout: float, what: str) -> None:
     """Poll the jobs database until `sql` returns `want`."""
-    deadline = time.monotonic() + timeout
-    got: object = None
-    while time.monotonic() < deadline:
-        got = env.query("jobs", sql, params)
-        if got == want:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: {got!r} != {want!r} after {timeout:g} s; see {env.tmp}")
+    def rows() -> object:
+        return env.query("jobs", sql, params)
+
+    wait_until(lambda: rows() == want, timeout, what, interval=0.3,
+               detail=lambda: f"{rows()!r} != {want!r}; see {env.tmp}")
 
 
 def test_scheduled_mirror_run_reaches_both_scanners_and_completes(env: IngestEnv, pg: PostgresServer) -> None:

@@ -18,6 +18,7 @@ from tests.integration.test_dispatcher import arrange
 from tests.support.postgres import PostgresServer
 from tests.support.services import write_toml
 from tests.support.settings import settings_document
+from tests.support.waiting import wait_until
 
 TAKEOVER_LIMIT = 30.0
 Launcher = Callable[[str], tuple[subprocess.Popen[bytes], Path]]
@@ -66,16 +67,6 @@ def lock_holder(pg: PostgresServer, jobs_db: str) -> int | None:
     return int(row[0].rsplit("pid=", 1)[1]) if row else None
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout:g} s")
-
-
 def request_run(dsn: str, template: int) -> int:
     with psycopg.connect(dsn) as conn:
         return conn.execute("INSERT INTO run_requests (template_id, requested_by) VALUES (%s, 'test') RETURNING id",
@@ -96,11 +87,11 @@ def test_two_dispatchers_one_plans_and_the_standby_takes_over_after_a_kill(
     world = arrange(cdsn, mode="mirror")
     first, first_log = start("first")
     second, second_log = start("second")
-    holder = wait_for(lambda: lock_holder(pg, databases["jobs"]), 30, "a dispatcher taking the lock")
+    holder = wait_until(lambda: lock_holder(pg, databases["jobs"]), 30, "a dispatcher taking the lock")
     assert holder in (first.pid, second.pid)
     requests = [request_run(cdsn, world["template"]) for _ in range(3)]
     for req in requests:
-        wait_for(lambda req=req: answered(cdsn, req), 30, f"run request {req} being answered")
+        wait_until(lambda: answered(cdsn, req), 30, f"run request {req} being answered")  # noqa: B023 (used at once)
     with psycopg.connect(jdsn) as conn:
         assert conn.execute("SELECT count(*) FROM scan_runs").fetchone() == (3,)
     leader, standby = (first, second) if holder == first.pid else (second, first)
@@ -112,8 +103,8 @@ def test_two_dispatchers_one_plans_and_the_standby_takes_over_after_a_kill(
     leader.wait(timeout=10)
     killed_at = time.monotonic()
     late = request_run(cdsn, world["template"])
-    wait_for(lambda: lock_holder(pg, databases["jobs"]) == standby.pid, TAKEOVER_LIMIT, "the standby taking over")
-    wait_for(lambda: answered(cdsn, late), TAKEOVER_LIMIT - (time.monotonic() - killed_at),
+    wait_until(lambda: lock_holder(pg, databases["jobs"]) == standby.pid, TAKEOVER_LIMIT, "the standby taking over")
+    wait_until(lambda: answered(cdsn, late), TAKEOVER_LIMIT - (time.monotonic() - killed_at),
              "the new leader answering the pending run request")
     assert "is the leader" in standby_log.read_text()
     assert standby.poll() is None
@@ -123,7 +114,7 @@ def test_dispatcher_stops_cleanly_on_sigterm_and_releases_the_lock(
         start: Launcher, pg: PostgresServer,
         databases: dict[str, str]) -> None:
     proc, log = start("only")
-    wait_for(lambda: lock_holder(pg, databases["jobs"]) == proc.pid, 30, "the dispatcher taking the lock")
+    wait_until(lambda: lock_holder(pg, databases["jobs"]) == proc.pid, 30, "the dispatcher taking the lock")
     proc.terminate()
     assert proc.wait(timeout=15) == 0
     assert lock_holder(pg, databases["jobs"]) is None
@@ -146,14 +137,14 @@ def test_restart_mid_due_time_with_real_processes_creates_no_duplicate_run(
             return int(conn.execute("SELECT count(*) FROM scan_runs WHERE due_at = %s", (due,)).fetchone()[0])  # type: ignore[index]
 
     first, _ = start("first")
-    wait_for(runs_for_due, 30, "the due time becoming a run")
+    wait_until(runs_for_due, 30, "the due time becoming a run")
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     with psycopg.connect(cdsn) as conn:
         conn.execute("UPDATE schedules SET next_run_at = %s", (due,))
     second, _ = start("second")
     marker = request_run(cdsn, world["template"])  # answered after the schedules in the same pass
-    wait_for(lambda: answered(cdsn, marker), 30, "the restarted dispatcher completing a pass")
+    wait_until(lambda: answered(cdsn, marker), 30, "the restarted dispatcher completing a pass")
     assert runs_for_due() == 1
     with psycopg.connect(cdsn) as conn:
         next_due = conn.execute("SELECT next_run_at FROM schedules").fetchone()[0]  # type: ignore[index]

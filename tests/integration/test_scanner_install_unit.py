@@ -9,8 +9,7 @@ import secrets
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 from appliance.image import build_image
 from tests.integration.test_scanner_support import FAST_SCANNER, IngestEnv, ingest_env
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 HOST_SIDE, GUEST_SIDE, NET = "198.18.254.1", "198.18.254.2", "198.18.254.0/30"
 
@@ -86,15 +86,14 @@ class Container:
         if GUEST_SIDE not in self.run("ip -4 -o addr show dev host0").stdout:
             self.run(f"ip addr add {GUEST_SIDE}/30 dev host0 && ip link set host0 up")
 
-    def _wait(self, predicate: object, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def _wait(self, predicate: Callable[[], object], what: str, timeout: float = 60) -> None:
+        """Wait for `predicate`, failing at once if the container exits meanwhile."""
+        def ready() -> object:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"container exited while waiting for {what}; see {self.log}")
-            if predicate():  # type: ignore[operator]
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"container: {what} not ready within {timeout} s; see {self.log}")
+            return predicate()
+
+        wait_until(ready, timeout, f"container: {what} ready", detail=lambda: f"see {self.log}")
 
     def leader(self) -> int | None:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True,
@@ -143,15 +142,6 @@ def _online(env: IngestEnv, scanner_id: int) -> bool:
                           " AND last_heartbeat_at > now() - interval '3 seconds'", (scanner_id,)))
 
 
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out: {what}")
-
-
 def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, container: Container) -> None:
     forwarder = Forwarder(env.process.port)
     service = socket.create_server((HOST_SIDE, 0))
@@ -182,7 +172,7 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
             out = container.run("ps -eo user:20=,args= | grep '[a]gent.pyz --config'", check=False).stdout
             return [line.split()[0] for line in out.splitlines()]
 
-        _wait(lambda: agent_users(), 20, "the agent process")
+        wait_until(agent_users, 20, "the agent process", interval=0.3)
         assert set(agent_users()) == {"mipo-scanner"}
         # The unit's sandbox as systemd applied it (no capabilities at all, no new privileges).
         props = container.run("systemctl show mipo-scanner -p NoNewPrivileges -p CapabilityBoundingSet"
@@ -190,7 +180,7 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
         assert sorted(props) == ["CapabilityBoundingSet=", "NoNewPrivileges=yes", "PrivateUsers=yes",
                                  "ProtectSystem=strict"]
         assert container.run("stat -c '%a %U %G' /etc/mipo-scanner/key").stdout.strip() == "640 root mipo-scanner"
-        _wait(lambda: _online(env, first.scanner.id), 20, "the unit's first heartbeat")
+        wait_until(lambda: _online(env, first.scanner.id), 20, "the unit's first heartbeat", interval=0.3)
 
         # The full TCP range: big enough for the agent to spread it over one process per core, in the sandbox.
         _run, job_id = env.new_job(first.scanner.id, [[HOST_SIDE, HOST_SIDE]], "1-65535", cost=65535)
@@ -209,12 +199,12 @@ def test_install_script_runs_the_hardened_unit_on_debian(env: IngestEnv, contain
         (container.share / "token").write_text(second.token + "\n")
         again = container.run("sh /mnt/mipo/install.sh --token-file /mnt/mipo/token")
         assert "enrolled as scanner debian-scanner " in again.stdout, again.stdout
-        _wait(lambda: _online(env, first.scanner.id), 20, "heartbeats after the re-install")
+        wait_until(lambda: _online(env, first.scanner.id), 20, "heartbeats after the re-install", interval=0.3)
         assert env.query("config", "SELECT status FROM scanners WHERE id = %s", (second.scanner.id,)) == \
             [("disabled",)]
 
         container.run("systemctl stop mipo-scanner")
-        _wait(lambda: not _online(env, first.scanner.id), 20, "offline after the silence")
+        wait_until(lambda: not _online(env, first.scanner.id), 20, "offline after the silence", interval=0.3)
     finally:
         service.close()
         forwarder.close()
@@ -326,7 +316,7 @@ def test_operator_command_pins_the_ca_over_tls(pg: PostgresServer, tmp_path: Pat
             assert "enrolled as scanner tls-scanner" in done.stdout, done.stdout + done.stderr
             toml = container.run("cat /etc/mipo-scanner/agent.toml").stdout
             assert f'server_url = "{public_url}"' in toml and 'ca_file = "/etc/mipo-scanner/ca.pem"' in toml
-            _wait(lambda: _online(env, enrolment.scanner.id), 20, "heartbeats over HTTPS")
+            wait_until(lambda: _online(env, enrolment.scanner.id), 20, "heartbeats over HTTPS", interval=0.3)
     finally:
         edge.close()
 
