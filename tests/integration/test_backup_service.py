@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -19,6 +19,7 @@ from tests.integration.backup_support import make_kit
 from tests.support.postgres import PostgresServer
 from tests.support.services import serve_role, write_toml
 from tests.support.settings import settings_document
+from tests.support.waiting import wait_until
 
 
 def _stale_events(dsn: str) -> list[tuple[str, dict[str, object]]]:
@@ -128,10 +129,12 @@ def test_backup_api_answers_only_the_manager_credential(pg: PostgresServer, migr
         started = http.post("/backups", headers=good)
         assert started.status_code == 202, started.text
         assert http.post("/backups", headers=good).status_code in (202, 409)
-        deadline = time.monotonic() + 300
-        while (status := http.get("/status", headers=good).json())["operation"]["state"] == "running":
-            assert time.monotonic() < deadline, "backup did not finish"
-            time.sleep(0.5)
+
+        def ended() -> dict[str, Any] | None:
+            status: dict[str, Any] = http.get("/status", headers=good).json()
+            return status if status["operation"]["state"] != "running" else None
+
+        status = wait_until(ended, 300, "the backup finished", interval=0.5)
         assert status["operation"]["state"] == "succeeded", status
         assert status["fresh"] is True
         listed = http.get("/backups", headers=good).json()

@@ -10,7 +10,6 @@ import random
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.integration.test_scanner_support import (
     running_agent,
 )
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 HOST = "127.77.0.1"  # a loopback address of our own: nothing else binds it
 
@@ -128,14 +128,9 @@ def test_agent_finds_exact_open_ports_with_banners_and_certificate(env: IngestEn
         assert "scanner-a" in done.stdout
         with running_agent(env, config):
             # Online within one heartbeat (plus the coalescing flush).
-            deadline = time.monotonic() + 20
-            online = []
-            while time.monotonic() < deadline:
-                online = env.query("config", "SELECT status, version FROM scanners WHERE id = %s"
-                                   " AND last_heartbeat_at > now() - interval '3 seconds'", (enrolment.scanner.id,))
-                if online:
-                    break
-                time.sleep(0.3)
+            online = wait_until(lambda: env.query("config", "SELECT status, version FROM scanners WHERE id = %s"
+                                                  " AND last_heartbeat_at > now() - interval '3 seconds'",
+                                                  (enrolment.scanner.id,)), 20, "scanner-a online", interval=0.3)
             assert online == [("active", "0.1.0")]
             run_id, job_id = env.new_job(enrolment.scanner.id, [[HOST, HOST]], f"{base}-{base + 199}", cost=200)
             status = env.wait_job(job_id)

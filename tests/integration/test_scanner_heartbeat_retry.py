@@ -16,6 +16,7 @@ from app.scanner.client import Client
 from app.scanner.settings import AgentSettings
 from tests.integration.test_scanner_support import IngestEnv, ingest_env
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture()
@@ -43,12 +44,14 @@ def test_a_beat_that_fails_while_ingest_restarts_lands_once_it_is_back(env: Inge
     finally:
         helper.join()
     # The beat reached the database after the restart (ingest flushes beats within a few seconds).
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def last_beat() -> float | None:
         at = env.query("config", "SELECT extract(epoch FROM last_heartbeat_at) FROM scanners WHERE id = %s",
                        (scanner_id,))[0][0]
-        if at is not None and float(at) >= restarted[0] - 1:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"the failed beat was not retried: last heartbeat {at}, ingest back at {restarted}")
+        return None if at is None else float(at)
+
+    def beat_after_restart() -> bool:
+        at = last_beat()
+        return at is not None and at >= restarted[0] - 1
+
+    wait_until(beat_after_restart, 30, "the failed beat retried",
+               detail=lambda: f"last heartbeat {last_beat()}, ingest back at {restarted}")

@@ -4,7 +4,6 @@ offline after the configured silence."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from app.domain.scanners import service
 from app.domain.scanners.heartbeats import HeartbeatBuffer
 from tests.integration.test_scanner_support import IngestEnv, agent_config, agent_enrol, ingest_env, running_agent
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture()
@@ -64,12 +64,6 @@ def test_scanner_is_online_while_it_heartbeats_and_offline_after_the_silence(env
 
     assert not online()
     with running_agent(env, config):
-        deadline = time.monotonic() + 20
-        while not online() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert online()
+        wait_until(online, 20, "online while the agent heartbeats")
     # The test settings: heartbeat every 1 s, offline after 3 s of silence.
-    deadline = time.monotonic() + 20
-    while online() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not online()
+    wait_until(lambda: not online(), 20, "offline after the agent stopped")

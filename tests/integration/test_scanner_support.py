@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from app.domain.scanners.schemas import Enrolment, ScannerCreate, TokenCreate
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.services import stop_process, write_toml
 from tests.support.settings import make_settings, settings_document, write_credentials
+from tests.support.waiting import wait_until
 
 FAST_SCANNER = {"heartbeat_interval": 1.0, "offline_after": 3.0, "claim_long_poll": 5.0, "lease_seconds": 30.0}
 
@@ -90,14 +90,15 @@ class IngestEnv:
 
     def wait_job(self, job_id: int, statuses: tuple[str, ...] = ("completed", "failed"),
                  timeout: float = 120) -> tuple[Any, ...]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = self.query("jobs", "SELECT status, error_class, last_error, lease_token FROM jobs WHERE id = %s",
+        def rows() -> list[tuple[Any, ...]]:
+            return self.query("jobs", "SELECT status, error_class, last_error, lease_token FROM jobs WHERE id = %s",
                               (job_id,))
-            if rows and rows[0][0] in statuses:
-                return rows[0]
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} not {statuses} within {timeout} s: {rows}; see {self.log}")
+
+        def ended() -> tuple[Any, ...] | None:
+            found = rows()
+            return found[0] if found and found[0][0] in statuses else None
+
+        return wait_until(ended, timeout, f"job {job_id} {statuses}", detail=lambda: f"{rows()}; see {self.log}")
 
 
 class IngestProcess:
@@ -116,15 +117,16 @@ class IngestProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "app", "--config", str(self.config), "serve",
                                           "ingest"], stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ingest exited with {self.proc.returncode}; see {self.log}")
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ingest exited with {proc.returncode}; see {self.log}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"ingest did not become healthy within 30 s; see {self.log}")
+                return httpx.get(self.url + "/health", timeout=1).status_code == 200
+            return False
+
+        wait_until(healthy, 30, "ingest healthy", detail=lambda: f"see {self.log}")
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a clean shutdown (in-flight requests get no answer)."""

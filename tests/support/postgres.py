@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from appliance.image import build_image
+from tests.support.waiting import wait_until
 
 PG_BIN = "/usr/lib/postgresql/17/bin"
 SUPERUSER_PASSWORD = "mipo-test-superuser"
@@ -87,15 +87,16 @@ class PostgresServer:
             ),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.process.returncode}; see {self.log}")
-            with contextlib.suppress(psycopg.OperationalError):
-                with psycopg.connect(self.dsn(), connect_timeout=1):
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"postgres did not accept connections within 60 s; see {self.log}")
+        process = self.process
+
+        def accepting() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {process.returncode}; see {self.log}")
+            with contextlib.suppress(psycopg.OperationalError), psycopg.connect(self.dsn(), connect_timeout=1):
+                return True
+            return False
+
+        wait_until(accepting, 60, "postgres accepting connections", detail=lambda: f"see {self.log}")
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster, which is the container's PID 1)."""

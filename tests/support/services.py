@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.postgres import free_port
+from tests.support.waiting import wait_until
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -75,16 +75,15 @@ def serve_role(config: Path, role: str, credentials: Path, log: Path) -> Iterato
                                 stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def answering() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"{role} exited with {proc.returncode}; see {log}")
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(url + "/health", timeout=1)
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{role} did not answer within 30 s; see {log}")
+                httpx.get(url + "/health", timeout=1)  # any HTTP answer: it listens (a 503 may be what a test wants)
+                return True
+            return False
+
+        wait_until(answering, 30, f"{role} answering", detail=lambda: f"see {log}")
         yield url
     finally:
         stop_process(proc)
