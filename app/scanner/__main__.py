@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import VERSION
-from .engine import ConnectScanner
+from .engine import DEFAULT_RETRIES, MAX_RETRIES, ConnectScanner
 from .parallel import ParallelScanner, plan_workers
 from .ports import count_addresses, count_ports, iter_probes, outside_scope, parse_ports, parse_targets
 
@@ -88,14 +88,15 @@ def scan(args: argparse.Namespace) -> int:
     found: list[tuple[str, int]] = []
     workers = plan_workers(count_addresses(ranges) * count_ports(ports), args.workers)
     if workers > 1:
-        parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers)
+        parallel = ParallelScanner(args.rate, args.concurrency, args.timeout_ms / 1000, workers, retries=args.retries)
         targets = [[str(a), str(b)] for a, b in ranges]
         stats = parallel.run_blocking(targets, args.ports, lambda o: found.append((o.ip, o.port)))
     else:
-        engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000)
+        engine = ConnectScanner(args.rate, args.concurrency, args.timeout_ms / 1000, args.retries)
         stats = engine.run_blocking(iter_probes(ranges, ports), lambda o: found.append((o.ip, o.port)))
     print(json.dumps({"open": sorted(found), "attempts": stats.attempts, "workers": workers, "closed": stats.closed,
-                      "filtered": stats.filtered, "errors": stats.errors, "seconds": stats.seconds}))
+                      "filtered": stats.filtered, "errors": stats.errors, "retried": stats.retried,
+                      "seconds": stats.seconds}))
     return 0
 
 
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_scan.add_argument("--rate", type=float, default=20000)
     p_scan.add_argument("--concurrency", type=int, default=2000)
     p_scan.add_argument("--timeout-ms", type=int, default=1000)
+    p_scan.add_argument("--retries", type=int, default=DEFAULT_RETRIES, choices=range(MAX_RETRIES + 1),
+                        help="tries more for a probe that timed out")
     p_scan.add_argument("--workers", type=int, default=0, help="processes (default: one per core for big scans)")
     sub.add_parser("worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import VERSION
 from .client import ApiRefused, Client, TransportError
-from .engine import ConnectScanner, OpenPort
+from .engine import DEFAULT_RETRIES, MAX_RETRIES, ConnectScanner, OpenPort, parse_retries
 from .parallel import ParallelScanner, plan_workers
 from .ports import count_addresses, count_ports, iter_probes, outside_scope, parse_ports, parse_targets
 from .probes import ServiceInfo, identify
@@ -174,12 +174,17 @@ class Agent:
         options = job.get("options") or {}
         rate = min(int(options.get("rate", self.rate_limit)), self.rate_limit)
         timeout = float(options.get("timeout_ms", 1000)) / 1000.0
+        retries = parse_retries(options.get("retries", DEFAULT_RETRIES))
+        if retries is None:
+            log.warning("job %s: option retries=%r is not an integer 0..%s: using %s", job_id, options["retries"],
+                        MAX_RETRIES, DEFAULT_RETRIES)
+            retries = DEFAULT_RETRIES
         want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
         probes_total = count_addresses(ranges) * count_ports(ports)
         # Auto (workers = 0): one process per core, only for jobs big enough to pay for starting them.
         workers = plan_workers(probes_total, self.settings.workers)
-        parallel = ParallelScanner(rate, self.concurrency, timeout, workers) if workers > 1 else None
-        scanner = ConnectScanner(rate, self.concurrency, timeout)
+        parallel = ParallelScanner(rate, self.concurrency, timeout, workers, retries=retries) if workers > 1 else None
+        scanner = ConnectScanner(rate, self.concurrency, timeout, retries)
 
         def scanned() -> int:
             return parallel.done if parallel is not None else scanner.stats.done

@@ -17,6 +17,13 @@ possible around it. Linux semantics it relies on:
 
 * A probe that timed out (still in SYN-SENT) is aborted with shutdown(), which disconnects the socket
   without a packet and keeps it for the next probe.
+* A timed-out probe is tried again (`retries` times at most, nmap's retransmission) from another socket,
+  so another source port: a lost SYN or SYN-ACK must not make an open port read as filtered. The kernel's
+  own SYN retransmission (after 1 s) rarely comes in time, as the default timeout is 1 s too; and a new
+  connect() from the same port would meet the half-open connection a lost SYN-ACK left on the server
+  (a new ISN there is answered with an ACK, which our side resets: no connection). Retries start before
+  new probes, at the same rate and concurrency; only timeouts are retried, never an answer (open,
+  refused, unreachable).
 
 Open ports are closed with SO_LINGER 0 (set once per socket): an RST, no FIN handshake and no TIME-WAIT.
 """
@@ -49,6 +56,7 @@ _STARTED = (errno.EINPROGRESS, errno.EINTR)  # a tuple: EINPROGRESS, nearly alwa
 # Probes started in one go before the loop looks at answers, timeouts and (async) other tasks again.
 BATCH = 1024
 _MAX_IDLE = 0.1  # longest wait between looks at stop()
+DEFAULT_RETRIES, MAX_RETRIES = 1, 3  # probes that timed out are tried again this often (a job's `retries`)
 
 Probe = tuple[str, int]
 # Other fds the scan's epoll loop serves (a parallel scan's worker pipes): handler(fd) -> False once done.
@@ -71,23 +79,36 @@ class OpenPort:
 
 class ScanStats:
     """Counts of one scan. (Plain classes here, not dataclasses: a worker process must not pay for importing
-    dataclasses/inspect at start-up.)"""
+    dataclasses/inspect at start-up.)
 
-    __slots__ = ("attempts", "closed", "errors", "extra", "filtered", "open", "seconds")
+    `attempts` counts every connect(), `retried` those that tried a timed-out probe again; open, closed,
+    filtered and errors count probes by their final answer (filtered: the last attempt timed out too, or
+    the network said unreachable)."""
+
+    __slots__ = ("attempts", "closed", "errors", "extra", "filtered", "open", "retried", "seconds")
 
     def __init__(self, attempts: int = 0, open: int = 0, closed: int = 0, filtered: int = 0,
-                 errors: int = 0, seconds: float = 0.0) -> None:
+                 errors: int = 0, seconds: float = 0.0, retried: int = 0) -> None:
         self.attempts, self.open, self.closed, self.filtered, self.errors = attempts, open, closed, filtered, errors
+        self.retried = retried
         self.seconds = seconds
         self.extra: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"ScanStats(attempts={self.attempts}, open={self.open}, closed={self.closed},"
-                f" filtered={self.filtered}, errors={self.errors}, seconds={self.seconds:.3f})")
+                f" filtered={self.filtered}, errors={self.errors}, retried={self.retried},"
+                f" seconds={self.seconds:.3f})")
 
     @property
     def done(self) -> int:
         return self.open + self.closed + self.filtered + self.errors
+
+
+def parse_retries(value: object) -> int | None:
+    """A job's `retries` option: an integer 0..MAX_RETRIES, else None (the caller uses the default)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RETRIES:
+        return value
+    return None
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -176,11 +197,12 @@ def _clear_errors(sock: _socket.socket) -> bool:
 class ConnectScanner:
     """One scan: `await run(probes, on_open)` (or `run_blocking` in a worker); `stop()` aborts it."""
 
-    def __init__(self, rate: float, concurrency: int, timeout: float) -> None:
+    def __init__(self, rate: float, concurrency: int, timeout: float, retries: int = DEFAULT_RETRIES) -> None:
         self.rate = max(1.0, float(rate))
         limit = raise_fd_limit(concurrency + 256)
         self.concurrency = max(1, min(concurrency, limit - 128))
         self.timeout = timeout
+        self.retries = max(0, retries)
         self.stats = ScanStats()
         self._stopped = False
 
@@ -261,9 +283,14 @@ class _Scan:
         self.source_of: dict[int, str] = {}
         self.router: _socket.socket | None = None        # a UDP socket: connect() = a route lookup, no packet
         self.switches = 0                                # target addresses the probes moved to
+        self.looked_up = ("", "")                        # the last address _source() looked at, and its answer
         self.pending: dict[int, _Entry] = {}             # fd -> probe in flight
         # Every probe has the same timeout, so start order is deadline order: a FIFO is the timer wheel.
-        self.deadlines: deque[tuple[float, int, _Entry]] = deque()
+        # (deadline, fd, entry, which attempt of its probe: 1 = the first)
+        self.deadlines: deque[tuple[float, int, _Entry, int]] = deque()
+        # Timed-out probes to try again, oldest first: (probe, attempts made, fd of the last attempt's socket).
+        self.again: deque[tuple[Probe, int, int]] = deque()
+        self.blocked = False                             # a retry found no socket or port yet
         self.armed: set[int] = set()                     # fds this epoll set knows (ADD once, MOD afterwards)
         self.backlog: Probe | None = None                # a probe the system had no socket or port for yet
         self.exhausted = False
@@ -285,17 +312,21 @@ class _Scan:
         if self.deadlines and self.deadlines[0][0] <= now:
             self.sweep(now)
         room = self.owner.concurrency - len(self.pending)
-        if not self.exhausted and room > 0:
+        if room > 0 and (self.again or not self.exhausted):
             n = min(self.bucket.available(now), room, BATCH)
             if n > 0:
-                self.bucket.spend(self.launch(n))
-                if self.backlog is None and not self.exhausted:
+                # Retries first: they are few, and each waited a timeout already.
+                started = self.relaunch(n) if self.again else 0
+                if started < n and not self.exhausted and not self.blocked:
+                    started += self.launch(n - started)
+                self.bucket.spend(started)
+                if self.backlog is None and not self.blocked and (self.again or not self.exhausted):
                     return 0.0 if self.owner.concurrency > len(self.pending) else self._until_deadline()
-        if self.exhausted and not self.pending and not self.watch:
+        if self.exhausted and not self.pending and not self.again and not self.watch:
             return None
-        if self.backlog is not None:
+        if self.backlog is not None or self.blocked:
             return 0.01  # out of sockets or local ports: wait for some to be released
-        if self.exhausted or self.owner.concurrency <= len(self.pending):
+        if (self.exhausted and not self.again) or self.owner.concurrency <= len(self.pending):
             return self._until_deadline()
         # Rate-bound: sleep until ~2 ms worth of probes can go at once (not one wake-up per token).
         return min(max(self.bucket.wait(self.owner.rate * 0.002), 0.0005), _MAX_IDLE)
@@ -328,17 +359,21 @@ class _Scan:
         ("" = leave it to connect(): the lookup failed, or addresses change too often for it to pay)."""
         if ":" in ip:
             return None
+        if ip == self.looked_up[0]:  # the same address as the last lookup (retries interleave, each round looks)
+            return self.looked_up[1]
         self.switches += 1
         # A lookup costs about half a probe: worth it while targets get ~8 probes or more each.
-        if self.switches * 8 > self.stats.attempts + 64:
-            return ""
-        try:
-            if self.router is None:
-                self.router = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-            self.router.connect((ip, 9))  # UDP: the route lookup only, nothing is sent
-            return str(self.router.getsockname()[0])
-        except OSError:
-            return ""
+        source = ""
+        if self.switches * 8 <= self.stats.attempts + 64:
+            try:
+                if self.router is None:
+                    self.router = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+                self.router.connect((ip, 9))  # UDP: the route lookup only, nothing is sent
+                source = str(self.router.getsockname()[0])
+            except OSError:
+                source = ""
+        self.looked_up = (ip, source)
+        return source
 
     def launch(self, n: int) -> int:
         """Start up to n probes; returns how many started (fewer when the probes or the sockets ran out).
@@ -383,7 +418,7 @@ class _Scan:
                         fd = sock.fileno()
                         entry = (sock, probe, t0)
                         pending[fd] = entry
-                        deadlines.append((t0 + timeout, fd, entry))
+                        deadlines.append((t0 + timeout, fd, entry, 1))
                         if fd in armed:
                             modify(fd, _EPOLL_MASK)
                         else:
@@ -413,6 +448,70 @@ class _Scan:
             self.stats.attempts += started
             self.stats.closed += closed
             for sock in free6:  # IPv6 is rare: do not keep a second idle pool
+                self._drop(sock)
+        return started
+
+    def relaunch(self, n: int) -> int:
+        """Start up to n timed-out probes again (oldest first); returns how many started.
+
+        Each from another socket than its last attempt: a new source port (see the module docstring). Off the
+        hot path (only timeouts come here), so plainer than `launch`: a socket from the pool per probe.
+        """
+        again, pending, deadlines, armed = self.again, self.pending, self.deadlines, self.armed
+        timeout, monotonic = self.owner.timeout, time.monotonic
+        free6: list[_socket.socket] = []
+        pool = free6
+        started = closed = 0
+        last = ""
+        self.blocked = False
+        try:
+            while again and started < n:
+                probe, tried, before = again[0]
+                if probe[0] != last:
+                    last = probe[0]
+                    source = self._source(last)
+                    pool = free6 if source is None else self.free.setdefault(source, [])
+                sock = pool.pop() if pool else self._new_socket(source)
+                if sock is not None and sock.fileno() == before:  # the very socket that timed out: not this one
+                    other = pool.pop() if pool else self._new_socket(source)
+                    pool.append(sock)
+                    sock = other
+                if sock is None:
+                    self.blocked = True
+                    break
+                t0 = monotonic()
+                err = sock.connect_ex(probe)
+                if err in _STARTED:
+                    err = sock.connect_ex(probe)
+                    if err == _IN_FLIGHT:
+                        again.popleft()
+                        fd = sock.fileno()
+                        entry = (sock, probe, t0)
+                        pending[fd] = entry
+                        deadlines.append((t0 + timeout, fd, entry, tried + 1))
+                        if fd in armed:
+                            self.epoll.modify(fd, _EPOLL_MASK)
+                        else:
+                            self.epoll.register(fd, _EPOLL_MASK)
+                            armed.add(fd)
+                        started += 1
+                        continue
+                if err in _RETRY_LATER:  # never started: try it again later, the socket is unconnected
+                    pool.append(sock)
+                    self.blocked = True
+                    break
+                again.popleft()
+                started += 1
+                if err == _REFUSED:
+                    closed += 1
+                    pool.append(sock)
+                else:
+                    self.settle(sock, probe, t0, err, pool)
+        finally:
+            self.stats.attempts += started
+            self.stats.retried += started
+            self.stats.closed += closed
+            for sock in free6:
                 self._drop(sock)
         return started
 
@@ -502,17 +601,20 @@ class _Scan:
             self.settle(sock, probe, t0, err, self._pool(sock))
 
     def sweep(self, now: float) -> None:
-        """Probes past their deadline: one last look at the socket, else filtered."""
-        deadlines, pending = self.deadlines, self.pending
+        """Probes past their deadline: one last look at the socket, else tried again or filtered."""
+        deadlines, pending, retries = self.deadlines, self.pending, self.owner.retries
         while deadlines and deadlines[0][0] <= now:
-            _, fd, entry = deadlines.popleft()
+            _, fd, entry, tried = deadlines.popleft()
             if pending.get(fd) is not entry:  # answered already (the fd may carry a newer probe)
                 continue
             del pending[fd]
             sock, probe, t0 = entry
             err = sock.connect_ex(probe)
             if err == _IN_FLIGHT:
-                self.stats.filtered += 1
+                if tried <= retries:
+                    self.again.append((probe, tried, fd))
+                else:
+                    self.stats.filtered += 1  # its last attempt timed out too
                 self._abort(sock)
             else:  # answered while the loop was busy: a completed connect must not be judged timed out
                 self.settle(sock, probe, t0, err, self._pool(sock))

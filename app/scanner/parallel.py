@@ -23,12 +23,12 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from .engine import ConnectScanner, OpenPort, ScanStats, Watch
+from .engine import DEFAULT_RETRIES, ConnectScanner, OpenPort, ScanStats, Watch
 from .ports import ProbeSpace, parse_ports, parse_targets
 
 # Below this many probes one process finishes before extra ones would have started.
 PARALLEL_MIN_PROBES = 16384
-_COUNTED = ("attempts", "open", "closed", "filtered", "errors")
+_COUNTED = ("attempts", "open", "closed", "filtered", "errors", "retried")
 # Chunks: big enough that asking costs nothing, small enough at the end that the processes finish together.
 _CHUNK_MIN, _CHUNK_MAX = 256, 4096
 
@@ -83,8 +83,10 @@ class _Worker:
 class ParallelScanner:
     """`await run(...)` inside the agent, `run_blocking(...)` from the command line; `stop()` aborts."""
 
-    def __init__(self, rate: float, concurrency: int, timeout: float, workers: int, start: str = "auto") -> None:
+    def __init__(self, rate: float, concurrency: int, timeout: float, workers: int, start: str = "auto",
+                 retries: int = DEFAULT_RETRIES) -> None:
         self.rate, self.concurrency, self.timeout, self.workers = rate, concurrency, timeout, workers
+        self.retries = retries  # a process retries the timed-out probes of its own chunks
         self.start = start  # "auto" (fork when single-threaded, else spawn), "fork" or "spawn"
         self.stats = ScanStats()
         self._workers: list[_Worker] = []
@@ -134,7 +136,7 @@ class ParallelScanner:
         ranges, intervals = parse_targets(targets), parse_ports(ports)
         self._space = ProbeSpace(ranges, intervals)
         # Re-serialised from the parsed forms: canonical, and nothing in them can break a line.
-        spec = (f"{share_rate!r} {share_concurrency} {self.timeout!r}\n"
+        spec = (f"{share_rate!r} {share_concurrency} {self.timeout!r} {self.retries}\n"
                 f"{','.join(f'{lo}-{hi}' for lo, hi in intervals)}\n"
                 f"{' '.join(f'{first}-{last}' for first, last in ranges)}\n").encode()
         watch: Watch = {}
@@ -149,7 +151,7 @@ class ParallelScanner:
         except BaseException:
             self._finish()
             raise
-        self._local = ConnectScanner(share_rate, share_concurrency, self.timeout)
+        self._local = ConnectScanner(share_rate, share_concurrency, self.timeout, self.retries)
         if self._stopped:
             self._local.stop()
         return self._local, self._own_share(), watch

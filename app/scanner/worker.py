@@ -5,9 +5,9 @@ started with `python3 -I -S` importing only the engine and port parsing (no asyn
 dataclasses): a few tens of milliseconds after it was spawned it scans. It asks for the next chunk whenever
 it starts one, so one is always on its way. The protocol is plain text lines:
 
-    in:  "<rate> <concurrency> <timeout>", "<ports>", "<first>-<last> …", then "C <start> <stop>" … "E"
+    in:  "<rate> <concurrency> <timeout> <retries>", "<ports>", "<first>-<last> …", then "C <start> <stop>" … "E"
     out: "M" (more, please), "O <ip> <port> <rtt_ms> <at>", "D <done>", finally
-         "S <attempts> <open> <closed> <filtered> <errors>"
+         "S <attempts> <open> <closed> <filtered> <errors> <retried>"
 
 Lines are read and written straight on the fds (no buffered file objects, no lock).
 """
@@ -46,7 +46,7 @@ def serve(rfd: int, wfd: int) -> int:
             data = data[os.write(wfd, data):]
 
     lines = _lines(rfd)
-    rate, concurrency, timeout = next(lines).split()
+    rate, concurrency, timeout, retries = next(lines).split()
     ports = next(lines).strip()
     targets = [t.split("-", 1) for t in next(lines).split()]
     space = ProbeSpace(parse_targets(targets), parse_ports(ports))
@@ -65,9 +65,9 @@ def serve(rfd: int, wfd: int) -> int:
     def tick(stats: ScanStats) -> None:
         say(f"D {stats.done}")
 
-    engine = ConnectScanner(float(rate), int(concurrency), float(timeout))
+    engine = ConnectScanner(float(rate), int(concurrency), float(timeout), int(retries))
     s = engine.run_blocking(itertools.chain.from_iterable(chunks()), found, tick)
-    say(f"S {s.attempts} {s.open} {s.closed} {s.filtered} {s.errors}")
+    say(f"S {s.attempts} {s.open} {s.closed} {s.filtered} {s.errors} {s.retried}")
     return 0
 
 

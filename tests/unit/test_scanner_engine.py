@@ -63,7 +63,7 @@ def test_open_ports_are_reset_and_a_silent_port_times_out_as_filtered() -> None:
     found: list[OpenPort] = []
     try:
         # Longer than the kernel's first SYN retransmission (1 s): a packet lost on a busy loopback is resent
-        # in time, so only the silent port can time out.
+        # in time, so only the silent port can time out (and it is tried once more: the default retries).
         engine = ConnectScanner(rate=20000, concurrency=3, timeout=1.5)
         stats = engine.run_blocking(probes, found.append)
         accepted = [listener.accept()[0] for _ in range(2)]
@@ -75,12 +75,14 @@ def test_open_ports_are_reset_and_a_silent_port_times_out_as_filtered() -> None:
         for s in [listener, silent, filler, *closed]:
             s.close()
     assert [(f.ip, f.port) for f in found] == [(HOST, port), (HOST, port)]
-    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (len(probes), 2, 60, 1, 0)
+    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (len(probes) + 1, 2, 60, 1, 0)
+    assert stats.retried == 1
 
 
 def test_a_timed_out_probe_leaves_its_socket_ready_for_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
     """A probe still in SYN-SENT at its deadline is aborted (shutdown) and its socket probes on: with one
-    probe at a time, one socket serves silent, closed and open ports alike, with the right answers."""
+    probe at a time, one socket serves silent, closed and open ports alike, with the right answers. A retry
+    of a timed-out probe takes another socket than its last attempt (a new source port): two in all."""
     import app.scanner.engine as engine_module
 
     silent, fillers = [], []
@@ -110,8 +112,9 @@ def test_a_timed_out_probe_leaves_its_socket_ready_for_the_next(monkeypatch: pyt
         for s in [listener, *silent, *fillers, *closed]:
             s.close()
     assert [(f.ip, f.port) for f in found] == [probes[-1]]
-    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (9, 1, 5, 3, 0)
-    assert len(created) == 1  # not one socket per timed-out probe
+    assert (stats.attempts, stats.open, stats.closed, stats.filtered, stats.errors) == (12, 1, 5, 3, 0)
+    assert stats.retried == 3
+    assert len(created) == 2  # not one socket per timed-out probe, nor per retry
 
 
 def test_ipv6_loopback_is_scanned_too() -> None:
