@@ -1,9 +1,9 @@
 """Probes that got no answer are tried again: a lost SYN must not make an open port read as filtered.
 
 The loss is made by nftables in a network namespace of its own (`unshare --net`: it ends with the scan's
-process, and the table is deleted before that): the first SYN(s) to each "lossy" port are dropped, every
-later one passes. The scan's timeout (0.3 s) is shorter than the kernel's own SYN retransmission (1 s), so
-only the engine's retry can find those ports open.
+process, and the table is deleted before that): the first SYN(s) to each "lossy" port are dropped (or the
+first SYN-ACK(s) from it), every later one passes. The scan's timeout (0.3 s) is shorter than the kernel's
+own SYN retransmission (1 s), so only the engine's retry can find those ports open.
 """
 
 from __future__ import annotations
@@ -41,17 +41,19 @@ from app.scanner.parallel import ParallelScanner
 cfg = json.loads(sys.argv[2])
 lo, hi = cfg["ports"]
 lossy, drops = cfg["lossy"], cfg["drops"]
+# Lose the SYNs to a lossy port, or the SYN-ACKs from it (the server is then left with a half-open connection).
+flags, port = ("syn", "tcp dport") if cfg["lose"] == "syn" else ("syn | ack", "tcp sport")
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 held = [socket.create_server(("127.0.0.1", p)) for p in [*lossy, cfg["open"]]]
-syn = "ip daddr 127.0.0.1 tcp flags & (syn | ack) == syn"
+syn = f"ip daddr 127.0.0.1 tcp flags & (syn | ack) == {flags}"
 sets = "".join(f"  set seen{i} {{ type inet_service; flags dynamic; }}\n" for i in range(1, drops + 1))
 ports = "{ " + ", ".join(map(str, lossy)) + " }"
 # The first SYN to a lossy port enters seen1 and is dropped, the next seen2 and is dropped, ... ; once in
 # the last set, a port's SYNs pass.
-rules = [f"{syn} tcp dport {ports} tcp dport @seen{drops} accept"]
-rules += [f"{syn} tcp dport {ports} tcp dport @seen{i - 1} add @seen{i} {{ tcp dport }} drop"
-          for i in range(drops, 1, -1)]
-rules += [f"{syn} tcp dport {ports} add @seen1 {{ tcp dport }} drop", f"{syn} tcp dport {cfg['silent']} counter drop"]
+rules = [f"{syn} {port} {ports} {port} @seen{drops} accept"]
+rules += [f"{syn} {port} {ports} {port} @seen{i - 1} add @seen{i} {{ {port} }} drop" for i in range(drops, 1, -1)]
+rules += [f"{syn} {port} {ports} add @seen1 {{ {port} }} drop",
+          f"ip daddr 127.0.0.1 tcp flags & (syn | ack) == syn tcp dport {cfg['silent']} counter drop"]
 table = ("table inet retries {\n" + sets + "  chain output {\n   type filter hook output priority 0; policy accept;\n"
          + "".join(f"   {r}\n" for r in rules) + "  }\n}\n")
 subprocess.run(["nft", "-f", "-"], input=table, text=True, check=True)
@@ -76,16 +78,16 @@ print(json.dumps({"found": sorted(found), "attempts": stats.attempts, "retried":
 """
 
 
-def _scan_with_loss(drops: int, retries: int, workers: int = 1) -> dict[str, Any]:
+def _scan_with_loss(drops: int, retries: int, workers: int = 1, lose: str = "syn") -> dict[str, Any]:
     if os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("unshare") is None:
         pytest.skip("needs root, nft and unshare (a network namespace of its own)")
     cfg = {"ports": PORTS, "lossy": LOSSY, "open": OPEN, "silent": SILENT, "drops": drops, "retries": retries,
-           "workers": workers}
+           "workers": workers, "lose": lose}
     done = subprocess.run(["unshare", "--net", sys.executable, "-c", SCAN, str(ROOT), json.dumps(cfg)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
-    # The table did its part: every lossy port had its first `drops` SYNs dropped (it reached the last set).
+    # The table did its part: every lossy port lost its first `drops` SYNs (or SYN-ACKs): it reached the last set.
     assert result["dropped_for"] == sorted(LOSSY)
     return result
 
@@ -93,11 +95,14 @@ def _scan_with_loss(drops: int, retries: int, workers: int = 1) -> dict[str, Any
 PROBES = PORTS[1] - PORTS[0] + 1
 
 
-@pytest.mark.parametrize(("drops", "retries", "workers"), [(1, 1, 1), (2, 2, 1), (1, 1, 2)])
-def test_open_ports_whose_first_syns_were_lost_are_found_by_retries(drops: int, retries: int, workers: int) -> None:
+@pytest.mark.parametrize(("drops", "retries", "workers", "lose"), [
+    (1, 1, 1, "syn"), (2, 2, 1, "syn"), (1, 1, 2, "syn"), (1, 1, 1, "synack"), (2, 3, 1, "synack")])
+def test_open_ports_whose_first_syns_were_lost_are_found_by_retries(drops: int, retries: int, workers: int,
+                                                                     lose: str) -> None:
     """Each lossy port is found open on its last try; the silent port is still filtered after all of its
-    tries; every connect is counted, and each probe once by its final answer."""
-    r = _scan_with_loss(drops, retries, workers)
+    tries; every connect is counted, and each probe once by its final answer. A lost SYN-ACK leaves the
+    server a half-open connection: a retry from the same source port would meet it and fail."""
+    r = _scan_with_loss(drops, retries, workers, lose)
     assert r["found"] == sorted([*LOSSY, OPEN])
     retried = len(LOSSY) * drops + retries  # the lossy ports' lost tries, and each retry of the silent port
     assert (r["open"], r["closed"], r["filtered"], r["errors"]) == (4, PROBES - 5, 1, 0)
