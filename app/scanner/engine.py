@@ -315,7 +315,7 @@ class _Scan:
         if room > 0 and (self.again or not self.exhausted):
             n = min(self.bucket.available(now), room, BATCH)
             if n > 0:
-                # Retries first: they are few, and each waited a timeout already.
+                # Retries first: each waited a timeout already, and their queue stays short.
                 started = self.relaunch(n) if self.again else 0
                 if started < n and not self.exhausted and not self.blocked:
                     started += self.launch(n - started)
