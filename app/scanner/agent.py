@@ -9,6 +9,9 @@ import json
 import logging
 import os
 import random
+import signal
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from . import VERSION
@@ -27,6 +30,13 @@ log = logging.getLogger("mipo-scanner")
 FATAL_REASONS = {"unknown_key", "revoked_key", "scanner_disabled", "address_not_allowed"}
 FATAL_EXIT = 3
 
+# A clean stop (SIGTERM/SIGINT) is bounded well inside systemd's stop timeout (90 s by default): at most
+# STOP_SCAN_SECONDS for the scan in progress to wind down and spool what it found, STOP_UPLOAD_SECONDS to send
+# the spool, then one release call per held lease of at most RELEASE_SECONDS. What is not sent stays spooled.
+STOP_SCAN_SECONDS = 5.0
+STOP_UPLOAD_SECONDS = 5.0
+RELEASE_SECONDS = 3.0
+
 
 class Fatal(Exception):
     pass
@@ -44,6 +54,8 @@ class Agent:
         self.running_jobs = 0
         self.lease_seconds = 300.0
         self.outdated = False   # the appliance requires a newer agent: claim nothing, keep heartbeating
+        self.stopping = False   # SIGTERM/SIGINT: scan nothing more, spool, send, give the leases back, exit
+        self._stop_scan: Callable[[], None] | None = None  # ends the scan in progress (it spools what it has)
 
     def _client(self) -> Client:
         return Client(self.settings.server_url, self.settings.ca_file, self.key)
@@ -70,13 +82,35 @@ class Agent:
         self.outdated = outdated
 
     async def run(self) -> None:
+        """Serve until a fatal refusal, or until SIGTERM/SIGINT: then stop cleanly (see `_shutdown`)."""
         self._spooled = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._hb = self._client()
         self._claimer = self._client()
         self._uploader = self._client()
         self._progress = self._client()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._request_stop)
+        self._claim_task: asyncio.Task[None] | None = None
+        main = asyncio.create_task(self._serve())
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            await asyncio.wait([main, stop], return_when=asyncio.FIRST_COMPLETED)
+            if main.done():
+                main.result()
+                return
+            await self._shutdown(main)
+        finally:
+            stop.cancel()
+            main.cancel()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def _serve(self) -> None:
         await self._heartbeat()
         tasks = [asyncio.create_task(c) for c in (self._heartbeat_loop(), self._upload_loop(), self._claim_loop())]
+        self._claim_task = tasks[2]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -84,6 +118,80 @@ class Agent:
         finally:
             for task in tasks:
                 task.cancel()
+
+    def _request_stop(self) -> None:
+        if self.stopping:
+            return
+        log.info("stopping: ending the scan in progress, sending the spool, giving back held jobs")
+        self.stopping = True
+        self._stop_requested.set()
+        if self._stop_scan is not None:
+            self._stop_scan()
+        _abort(self._claimer)  # a claim parked in its long poll ends now; ingest sees us go and hands nothing out
+
+    async def _shutdown(self, main: asyncio.Task[None]) -> None:
+        """Stop scanning, spool, try briefly to send the spool, release every lease still held, return.
+
+        Bounded: a stop must never run into systemd's stop timeout (and a SIGKILL). Whatever is not sent
+        stays in the spool for the next start, which releases the leases a failed release left behind."""
+        loop = asyncio.get_running_loop()
+        claim_task = self._claim_task  # None: still at the first heartbeat, nothing claimed or uploading yet
+        if claim_task is not None and not claim_task.done():
+            # The scan stops within a step; its open ports are identified and spooled (no completion).
+            await asyncio.wait([claim_task, main], timeout=STOP_SCAN_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        if claim_task is not None and not main.done():
+            self._spooled.set()
+            deadline = loop.time() + STOP_UPLOAD_SECONDS
+            while self.spool.pending() and not main.done() and loop.time() < deadline:
+                await asyncio.sleep(0.1)
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await main
+        for client in (self._uploader, self._progress, self._hb, self._claimer):
+            _abort(client)  # a call still in its thread must not hold the exit up (asyncio.run joins the threads)
+        releaser = self._client()
+        for job_id, lease in self.spool.claims():
+            if self.spool.has_completion(job_id, lease):
+                continue  # finished: the next start sends the completion
+            with contextlib.suppress(TransportError, Fatal):
+                await self._release(releaser, job_id, lease, "agent stopping", RELEASE_SECONDS)
+        log.info("stopped; %s message(s) stay spooled, %s job(s) still held", len(self.spool.pending()),
+                 len(self.spool.claims()))
+
+    async def _release(self, client: Client, job_id: int, lease: int, reason: str, timeout: float) -> None:
+        """Give one held lease back; the record goes once ingest released it or says it is no longer ours.
+        A TransportError leaves the record (the next start tries again)."""
+        try:
+            answer = await self._call(client, "/scanner/v1/release",
+                                      {"job_id": job_id, "lease_token": lease, "reason": reason}, timeout=timeout)
+        except ApiRefused as exc:
+            # 409: requeued by the reconciler (lease expired) or finished meanwhile: nothing left to give back.
+            log.info("job %s lease %s: not released (%s): no longer held", job_id, lease, exc.reason)
+        else:
+            log.info("job %s lease %s released (%s): %s", job_id, lease, reason, answer.get("action", "requeued"))
+        self.spool.drop_claim(job_id, lease)
+
+    async def _release_leftovers(self) -> None:
+        """At start: jobs a previous run held but never finished (it was stopped or killed mid-job) cannot be
+        resumed. Their spooled batches go first (the upload loop sends them under the lease still held), then
+        the lease is given back, so the job is claimable again now instead of after its lease expires."""
+        for job_id, lease in self.spool.claims():
+            if self.spool.has_completion(job_id, lease):
+                continue  # the upload loop sends the completion, then drops the record
+            self._spooled.set()
+            while self.spool.batches_of(job_id, lease) and not self.stopping:
+                await asyncio.sleep(0.2)
+            delay = 1.0
+            while not self.stopping:  # stopping: the shutdown releases what is still held
+                try:
+                    await self._release(self._claimer, job_id, lease, "agent restarted", 30.0)
+                    break
+                except TransportError as exc:
+                    if self.stopping:
+                        return
+                    log.warning("release of job %s failed, retrying: %s", job_id, exc)
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 (jitter, not a secret)
+                    delay = min(delay * 2, 30.0)
 
     async def _call(self, client: Client, path: str, body: object = None, *, raw: bytes | None = None,
                     timeout: float = 30.0) -> dict[str, Any]:
@@ -124,22 +232,31 @@ class Agent:
             await self._heartbeat()
 
     async def _claim_loop(self) -> None:
+        await self._release_leftovers()
         delay = 1.0
-        while True:
+        while not self.stopping:
             if self.outdated:  # each heartbeat answer re-decides; no claim means no new job
-                await asyncio.sleep(self.heartbeat_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), self.heartbeat_interval)
                 continue
             try:
                 answer = await self._call(self._claimer, "/scanner/v1/claim", {"max_jobs": 1, "wait": 25.0},
                                           timeout=60.0)
             except (TransportError, ApiRefused) as exc:
+                if self.stopping:
+                    return
                 log.warning("claim failed: %s", exc)
                 await asyncio.sleep(delay + random.random())  # noqa: S311 (jitter, not a secret)
                 delay = min(delay * 2, 30.0)
                 continue
             delay = 1.0
             self._apply(answer)
-            for job in answer.get("jobs", []):
+            jobs = answer.get("jobs", [])
+            for job in jobs:  # held from now on: a stop (or a crash) gives these back, see _release_leftovers
+                self.spool.put_claim(int(job["job_id"]), int(job["lease_token"]))
+            for job in jobs:
+                if self.stopping:
+                    break
                 await self.run_job(job)
 
     def _spool_complete(self, job_id: int, lease: int, body: dict[str, Any]) -> None:
@@ -180,11 +297,19 @@ class Agent:
                         MAX_RETRIES, DEFAULT_RETRIES)
             retries = DEFAULT_RETRIES
         want_banner, want_tls = bool(options.get("banner", True)), bool(options.get("tls", True))
+        if self.stopping:
+            return  # the lease is given back: a new attempt scans it whole
         probes_total = count_addresses(ranges) * count_ports(ports)
         # Auto (workers = 0): one process per core, only for jobs big enough to pay for starting them.
         workers = plan_workers(probes_total, self.settings.workers)
         parallel = ParallelScanner(rate, self.concurrency, timeout, workers, retries=retries) if workers > 1 else None
         scanner = ConnectScanner(rate, self.concurrency, timeout, retries)
+
+        def stop_scan() -> None:
+            scanner.stop()
+            if parallel is not None:
+                parallel.stop()
+        self._stop_scan = stop_scan
 
         def scanned() -> int:
             return parallel.done if parallel is not None else scanner.stats.done
@@ -237,9 +362,8 @@ class Agent:
                         if exc.reason == "stale_lease":
                             log.warning("job %s lease %s superseded: stopping", job_id, lease)
                             stale = True
-                            scanner.stop()
-                            if parallel is not None:
-                                parallel.stop()
+                            stop_scan()
+                            self.spool.drop_claim(job_id, lease)  # not ours any more: nothing to give back
                             return
                     except TransportError as exc:
                         log.warning("progress failed (results stay spooled): %s", exc)
@@ -258,9 +382,15 @@ class Agent:
                 await asyncio.gather(*list(enriching))
         finally:
             tick.cancel()
+            self._stop_scan = None
         if stale:
             return
         flush()
+        if self.stopping:
+            # Interrupted: what it found is spooled (and sent if time allows); the job itself is given back.
+            log.info("job %s interrupted after %s probes, %s open: it will be released", job_id, stats.attempts,
+                     stats.open)
+            return
         log.info("job %s done: %s probes, %s open, %.1f s, %s process(es)", job_id, stats.attempts, stats.open,
                  stats.seconds, workers)
         self._spool_complete(job_id, lease, {"status": "completed", "batches": batches, "scanned": stats.done})
@@ -289,9 +419,27 @@ class Agent:
                     if exc.status == 409:
                         log.warning("%s refused (%s): lease superseded, dropping it", path.name, exc.reason)
                         self.spool.remove(path)
+                        self._completion_sent(path)
                     else:
                         log.error("%s refused (%s): kept in rejected/", path.name, exc)
                         self.spool.reject(path)
                     continue
                 delay = 0.5
                 self.spool.remove(path)
+                self._completion_sent(path)
+
+    def _completion_sent(self, path: Any) -> None:
+        """A completion acknowledged (or refused as stale): the job's lease is no longer ours to give back."""
+        held = Spool.job_of(path) if path.name.endswith("-z-complete.json") else None
+        if held is not None:
+            self.spool.drop_claim(*held)
+
+
+def _abort(client: Client) -> None:
+    """Cut the client's connection from another thread: a call blocked on it (a claim's long poll, an upload)
+    returns at once with a TransportError, and ingest sees the disconnect."""
+    conn = client._conn  # the agent owns its clients; Client has no abort of its own
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

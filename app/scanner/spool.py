@@ -13,8 +13,11 @@ class Spool:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.dir / "rejected").mkdir(exist_ok=True, mode=0o700)
-        for tmp in self.dir.glob("*.tmp"):  # a crash mid-write leaves a partial file that was never acknowledged
-            tmp.unlink()
+        # The leases this agent holds (one small file per claimed job), kept apart from the messages to send.
+        self.claims_dir = self.dir / "claims"
+        self.claims_dir.mkdir(exist_ok=True, mode=0o700)
+        for tmp in [*self.dir.glob("*.tmp"), *self.claims_dir.glob("*.tmp")]:
+            tmp.unlink()  # a crash mid-write leaves a partial file that was never acknowledged
 
     @staticmethod
     def batch_name(job_id: int, lease: int, seq: int) -> str:
@@ -25,7 +28,9 @@ class Spool:
         return f"{job_id:012d}-{lease:08d}-z-complete.json"
 
     def put(self, name: str, payload: bytes) -> Path:
-        final = self.dir / name
+        return self._write(self.dir / name, payload)
+
+    def _write(self, final: Path, payload: bytes) -> Path:
         tmp = final.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -34,7 +39,7 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        self._sync_dir()  # the rename itself must survive a power cut
+        self._sync_dir(final.parent)  # the rename itself must survive a power cut
         return final
 
     def pending(self) -> list[Path]:
@@ -49,8 +54,45 @@ class Spool:
         os.replace(path, self.dir / "rejected" / path.name)
         self._sync_dir()
 
-    def _sync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
+    # -- held leases: written at claim, deleted once the job's completion was acknowledged (or refused as stale).
+    # A record left over at start means the agent stopped mid-job: it gives that lease back (agent.py).
+    @staticmethod
+    def _claim_name(job_id: int, lease: int) -> str:
+        return f"{job_id:012d}-{lease:08d}.claim"
+
+    def put_claim(self, job_id: int, lease: int) -> None:
+        self._write(self.claims_dir / self._claim_name(job_id, lease), f"{job_id} {lease}\n".encode())
+
+    def claims(self) -> list[tuple[int, int]]:
+        """(job_id, lease) of every held lease, oldest job first."""
+        held = []
+        for path in sorted(self.claims_dir.glob("*.claim")):
+            job, _, lease = path.stem.partition("-")
+            if job.isdigit() and lease.isdigit():
+                held.append((int(job), int(lease)))
+        return held
+
+    def drop_claim(self, job_id: int, lease: int) -> None:
+        (self.claims_dir / self._claim_name(job_id, lease)).unlink(missing_ok=True)
+        self._sync_dir(self.claims_dir)
+
+    def has_completion(self, job_id: int, lease: int) -> bool:
+        return (self.dir / self.complete_name(job_id, lease)).exists()
+
+    def batches_of(self, job_id: int, lease: int) -> list[Path]:
+        """The job's result batches under this lease still waiting to be sent."""
+        return sorted(self.dir.glob(f"{job_id:012d}-{lease:08d}-[0-9]*.json"))
+
+    @staticmethod
+    def job_of(path: Path) -> tuple[int, int] | None:
+        """(job_id, lease) from a message file's name, None for a name this spool did not write."""
+        parts = path.name.split("-")
+        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+            return None
+        return int(parts[0]), int(parts[1])
+
+    def _sync_dir(self, directory: Path | None = None) -> None:
+        fd = os.open(directory or self.dir, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

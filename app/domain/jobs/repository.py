@@ -7,6 +7,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from app.domain.reconciler.repository import requeue_leased
+
 # The job's targets and options go to the agent as they are stored: read as JSON text and passed through
 # (msgspec.Raw), not decoded into Python lists here and encoded again for the answer.
 _LEASED = ("j.id, j.run_id, j.lease_token, j.targets::text AS targets, j.ports, j.options::text AS options,"
@@ -81,3 +83,15 @@ async def finish(conn: AsyncConnection, job: dict[str, Any], status: str, error_
     if done > job["done_cost"]:
         await conn.execute("UPDATE scan_runs SET done_cost = done_cost + %s WHERE id = %s",
                            (done - int(job["done_cost"]), job["run_id"]))
+
+
+async def release(conn: AsyncConnection, job_id: int, scanner_id: int, lease_token: int) -> dict[str, Any] | None:
+    """The scanner gives the running job back: the reconciler's lease-expiry requeue (or failure, when its
+    attempts are used up), for this one job, only under its scanner and current token. None when stale."""
+    return await requeue_leased(conn, job_id, scanner_id, lease_token, why="released by its scanner",
+                                stall="released")
+
+
+async def announce(conn: AsyncConnection, scanner_id: int) -> None:
+    # Delivered at commit: the scanner's waiting claims (app.domain.jobs.notify) wake and find the job.
+    await conn.execute("SELECT pg_notify('mipo_jobs', %s)", (str(scanner_id),))

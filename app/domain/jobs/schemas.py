@@ -55,3 +55,16 @@ class Ack(msgspec.Struct):
     ok: bool
     duplicate: bool = False
     stored: int = 0
+
+
+class Release(msgspec.Struct, forbid_unknown_fields=True):
+    """An agent gives back a lease it cannot finish (it stops, or restarted and cannot resume the job)."""
+
+    job_id: JobId
+    lease_token: Lease
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\x20-\x7e]+$")]
+
+
+class Released(msgspec.Struct):
+    released: bool
+    action: Literal["requeued", "failed"]

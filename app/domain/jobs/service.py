@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from app.domain.events.service import emit
 from app.domain.ingest import repository as ingest_repo
 from app.domain.jobs import repository as repo
 from app.domain.jobs.notify import JobNotifier
-from app.domain.jobs.schemas import ClaimedJob
+from app.domain.jobs.schemas import ClaimedJob, Release, Released
+from app.domain.scanners.schemas import AuthenticatedScanner
 from app.errors import Conflict
 
 
@@ -75,3 +77,28 @@ async def claim_jobs(jobs: AsyncConnectionPool, results: AsyncConnectionPool, no
                                   targets=msgspec.Raw(targets), ports=ports, options=msgspec.Raw(options or "{}"),
                                   cost=cost, attempt=attempts, first_batch_seq=first_seq))
     return claimed
+
+
+async def release_lease(jobs: AsyncConnectionPool, config: AsyncConnectionPool | None,
+                        scanner: AuthenticatedScanner, msg: Release) -> Released:
+    """The agent gives back a lease it will not finish: the job is pending again at once (its claims are woken),
+    instead of sitting out the lease; failed if that was its last attempt. A stale lease: 409 stale_lease."""
+    async with jobs.connection() as conn, conn.transaction():
+        job = await repo.release(conn, msg.job_id, scanner.id, msg.lease_token)
+        if job is None:
+            raise Conflict(f"job {msg.job_id}: lease {msg.lease_token} is not current", reason="stale_lease")
+        if job["status"] == "pending":
+            await repo.announce(conn, scanner.id)
+    action: Literal["requeued", "failed"] = "requeued" if job["status"] == "pending" else "failed"
+    if config is not None:
+        # After the job's change committed: an event never claims a change that was undone.
+        async with config.connection() as cconn, cconn.transaction():
+            text = ("requeued under a new token" if action == "requeued"
+                    else f"failed: its last attempt ({job['attempts']} of {job['max_attempts']})")
+            await emit(cconn, "job_released", f"job {job['id']}: scanner {scanner.name} released it"
+                       f" ({msg.reason}); {text}", severity="info" if action == "requeued" else "warning",
+                       run_id=job["run_id"], job_id=job["id"], scanner_id=scanner.id,
+                       action="redispatch" if action == "requeued" else "fail",
+                       details={"reason": msg.reason, "taken": action, "attempts": job["attempts"],
+                                "lease_token": job["lease_token"]})
+    return Released(released=True, action=action)

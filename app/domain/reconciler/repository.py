@@ -17,26 +17,38 @@ async def _rows(conn: AsyncConnection, sql: str, params: Any = None) -> list[dic
         return await cur.fetchall() if cur.description else []
 
 
+# A running attempt that ends unfinished: back to pending under a new token, or failed after max_attempts
+# (class lease_expired). Shared by lease expiry and a scanner's release (app.domain.jobs): `stall` marks why.
+_REQUEUE = (
+    "UPDATE jobs SET"
+    " status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,"
+    " finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
+    " error_class = CASE WHEN attempts >= max_attempts THEN 'lease_expired' ELSE error_class END,"
+    " last_error = CASE WHEN attempts >= max_attempts"
+    "   THEN %(why)s || ' ' || attempts || ' times' ELSE last_error END,"
+    " stall_class = CASE WHEN attempts >= max_attempts THEN NULL ELSE %(stall)s END,"
+    " stall_since = now(), stall_token = lease_token + 1,"
+    " lease_token = lease_token + 1, lease_expires_at = NULL, updated_at = now()"
+    " WHERE status = 'running' AND ")
+
+
 async def expire_leases(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Running jobs whose lease ran out: back to pending under a new token, or failed after max_attempts.
 
     The token is bumped here already, so a late batch under the old lease is refused even before
     the job is claimed again (the claim bumps it once more).
     """
-    rows = await _rows(
-        conn,
-        "UPDATE jobs SET"
-        " status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,"
-        " finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
-        " error_class = CASE WHEN attempts >= max_attempts THEN 'lease_expired' ELSE error_class END,"
-        " last_error = CASE WHEN attempts >= max_attempts"
-        "   THEN 'lease expired ' || attempts || ' times' ELSE last_error END,"
-        " stall_class = CASE WHEN attempts >= max_attempts THEN NULL ELSE 'lease_expired' END,"
-        " stall_since = now(), stall_token = lease_token + 1,"
-        " lease_token = lease_token + 1, lease_expires_at = NULL, updated_at = now()"
-        " WHERE status = 'running' AND lease_expires_at < now()" + _RETURNING,
-    )
+    rows = await _rows(conn, _REQUEUE + "lease_expires_at < now()" + _RETURNING,
+                       {"why": "lease expired", "stall": "lease_expired"})
     return rows  # each ended attempt's history row is written by the jobs_attempt_end trigger
+
+
+async def requeue_leased(conn: AsyncConnection, job_id: int, scanner_id: int, lease_token: int,
+                         *, why: str, stall: str) -> dict[str, Any] | None:
+    """The same transition for one running job under (scanner, token), as one statement; None if stale."""
+    rows = await _rows(conn, _REQUEUE + "id = %(job)s AND scanner_id = %(s)s AND lease_token = %(t)s" + _RETURNING,
+                       {"why": why, "stall": stall, "job": job_id, "s": scanner_id, "t": lease_token})
+    return rows[0] if rows else None
 
 
 async def recovered_jobs(conn: AsyncConnection) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ _STALL_TEXT = {
     "stuck_running": "it ran far longer than estimated",
     "no_heartbeat": "its scanner stopped sending heartbeats",
     "reassigned": "it was moved to another scanner",
+    "released": "its scanner gave it back (stopping or restarted)",
 }
 
 

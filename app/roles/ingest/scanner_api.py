@@ -18,8 +18,8 @@ from litestar.types import Receive
 
 from app.domain.ingest.decoding import decode_body
 from app.domain.ingest.schemas import BatchAck
-from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress
-from app.domain.jobs.service import claim_jobs
+from app.domain.jobs.schemas import Ack, ClaimAnswer, ClaimRequest, Complete, Progress, Release, Released
+from app.domain.jobs.service import claim_jobs, release_lease
 from app.domain.scanners import service as scanners
 from app.domain.scanners.schemas import AuthenticatedScanner, EnrolAnswer, EnrolRequest, Heartbeat, ScannerLimits
 from app.roles.ingest.runtime import IngestRuntime, Runtime, client_address
@@ -110,6 +110,14 @@ async def complete(request: Request, scanner: Scanner, ingest_runtime: Runtime) 
     return await ingest_runtime.service.complete(scanner, data)
 
 
+@post("/scanner/v1/release", dependencies=SCANNER, status_code=200)
+async def release(request: Request, scanner: Scanner, ingest_runtime: Runtime) -> Released:
+    # A stopping (or restarted) agent gives back the jobs it will not finish, instead of leaving them to expire.
+    data = decode_body(await request.body(), Release, "release")
+    pools = ingest_runtime.pools
+    return await release_lease(pools.get("jobs"), pools.get("config"), scanner, data)
+
+
 # The hot calls, which `ScannerFront` answers before Litestar; as routes they are listed in ROUTES as well.
 HOT: list[ScannerPost[Any]] = [heartbeat, claim]
-ROUTES = [enrol, heartbeat.route, claim.route, result_batch, progress, complete]
+ROUTES = [enrol, heartbeat.route, claim.route, result_batch, progress, complete, release]
