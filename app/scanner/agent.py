@@ -178,6 +178,9 @@ class Agent:
         for job_id, lease in self.spool.claims():
             if self.spool.has_completion(job_id, lease):
                 continue  # the upload loop sends the completion, then drops the record
+            left = len(self.spool.batches_of(job_id, lease))
+            if left:
+                log.info("job %s lease %s: sending %s spooled batch(es) before giving it back", job_id, lease, left)
             self._spooled.set()
             while self.spool.batches_of(job_id, lease) and not self.stopping:
                 await asyncio.sleep(0.2)

@@ -156,6 +156,38 @@ def test_sigkill_mid_job_is_released_at_the_next_start(env: IngestEnv, listeners
     _check_results(env, job_id, listeners.ports)
 
 
+def _under_lease(env: IngestEnv, job_id: int, lease: int) -> int:
+    return int(env.query("results", "SELECT count(*) FROM ingested_batches WHERE job_id = %s AND lease_token = %s",
+                         (job_id, lease))[0][0])
+
+
+def test_after_a_crash_spooled_batches_are_sent_before_the_release(env: IngestEnv, listeners: Listeners) -> None:
+    """Batches spooled while ingest was down are sent under the old lease at start, and only then is the
+    lease released (after the release they would be refused as stale)."""
+    _scanner_id, config, job_id = _start_mid_job(env, "spooler", listeners.ports)
+    spool = config.parent / "spool"
+    with running_agent(env, config) as agent:
+        wait_until(lambda: _ledger(env, job_id) >= 1, 60, "the first batch", interval=0.1)
+        env.process.kill()
+        wait_until(lambda: len(list(spool.glob("*.json"))) >= 3, 60, "batches spooled while ingest is down",
+                   interval=0.1)
+        agent.kill()
+        agent.wait()
+    held_lease = _job(env, job_id)[2]
+    sent_before = _under_lease(env, job_id, held_lease)
+    spooled = len(list(spool.glob("*.json")))
+    env.process.start()
+    with running_agent(env, config):
+        wait_until(lambda: _released_events(env, job_id), 30, "the release at start",
+                   detail=lambda: f"{_job(env, job_id)}; see {config.parent / 'agent.log'}")
+        assert _under_lease(env, job_id, held_lease) == sent_before + spooled
+        done = env.wait_job(job_id, timeout=120)
+    assert done[0] == "completed", done
+    log = (config.parent / "agent.log").read_text()
+    assert f"job {job_id} lease {held_lease}: sending {spooled} spooled batch(es) before giving it back" in log
+    _check_results(env, job_id, listeners.ports)
+
+
 def _post(env: IngestEnv, key: str, path: str, body: Any) -> httpx.Response:
     return httpx.post(env.url + path, headers={"X-Mipo-Key": key}, json=body, timeout=30)
 
