@@ -391,8 +391,7 @@ class Agent:
         flush()
         if self.stopping:
             # Interrupted: what it found is spooled (and sent if time allows); the job itself is given back.
-            log.info("job %s interrupted after %s probes, %s open: it will be released", job_id, stats.attempts,
-                     stats.open)
+            log.info("job %s interrupted after about %s probes: it will be released", job_id, scanned())
             return
         log.info("job %s done: %s probes, %s open, %.1f s, %s process(es)", job_id, stats.attempts, stats.open,
                  stats.seconds, workers)

@@ -4,6 +4,7 @@ the job is pending again long before its lease (600 s here) could expire, and a 
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -86,10 +87,10 @@ def _attempts(env: IngestEnv, job_id: int) -> list[tuple[Any, ...]]:
                      " FROM job_attempts WHERE job_id = %s ORDER BY attempt", (job_id,))
 
 
-def _start_mid_job(env: IngestEnv, name: str, ports: list[int]) -> tuple[int, Path, int]:
+def _start_mid_job(env: IngestEnv, name: str, ports: list[int], workers: int = 1) -> tuple[int, Path, int]:
     """(scanner_id, agent config, job_id) of a slow job over NET, enrolled but not yet started."""
     enrolment = env.new_scanner(name)
-    config = agent_config(env, name, batch_size=20, batch_seconds=0.3)
+    config = agent_config(env, name, batch_size=20, batch_seconds=0.3, workers=workers)
     assert agent_enrol(env, config, enrolment.token).returncode == 0
     _run, job_id = env.new_job(enrolment.scanner.id, [[f"{NET}.0", f"{NET}.255"]],
                                ",".join(str(p) for p in ports), SLOW, cost=256 * len(ports))
@@ -106,14 +107,16 @@ def _check_results(env: IngestEnv, job_id: int, ports: list[int]) -> None:
     assert ledger[0] == ledger[1] and ledger[2] == len(rows), (ledger, len(rows))
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "forked-workers"])
 def test_sigterm_mid_job_releases_the_lease_and_a_restart_completes_it(
-        env: IngestEnv, listeners: Listeners) -> None:
-    scanner_id, config, job_id = _start_mid_job(env, "stopper", listeners.ports)
-    with running_agent(env, config) as agent:
+        env: IngestEnv, listeners: Listeners, workers: int) -> None:
+    scanner_id, config, job_id = _start_mid_job(env, "stopper", listeners.ports, workers)
+    # In a session of its own, so SIGTERM can go to the whole group, as systemd stops a unit (its workers too).
+    with running_agent(env, config, argv_prefix=("setsid",)) as agent:
         wait_until(lambda: _ledger(env, job_id) >= 2, 60, "the first batches", interval=0.1)
         status, _sid, held_lease, _ = _job(env, job_id)
         assert status == "running"
-        agent.send_signal(signal.SIGTERM)
+        os.killpg(agent.pid, signal.SIGTERM)
         assert agent.wait(timeout=30) == 0
     # Pending again under a new token for the same scanner: the lease (600 s) cannot have expired.
     state = wait_until(lambda: (lambda j: j if j[0] == "pending" else None)(_job(env, job_id)), 15,
