@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import signal
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -127,7 +126,7 @@ class Agent:
         self._stop_requested.set()
         if self._stop_scan is not None:
             self._stop_scan()
-        _abort(self._claimer)  # a claim parked in its long poll ends now; ingest sees us go and hands nothing out
+        self._claimer.abort()  # a claim parked in its long poll ends now; ingest sees us go and hands nothing out
 
     async def _shutdown(self, main: asyncio.Task[None]) -> None:
         """Stop scanning, spool, try briefly to send the spool, release every lease still held, return.
@@ -148,7 +147,7 @@ class Agent:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await main
         for client in (self._uploader, self._progress, self._hb, self._claimer):
-            _abort(client)  # a call still in its thread must not hold the exit up (asyncio.run joins the threads)
+            client.abort()  # a call still in its thread must not hold the exit up (asyncio.run joins the threads)
         releaser = self._client()
         for job_id, lease in self.spool.claims():
             if self.spool.has_completion(job_id, lease):
@@ -436,12 +435,3 @@ class Agent:
         if held is not None:
             self.spool.drop_claim(*held)
 
-
-def _abort(client: Client) -> None:
-    """Cut the client's connection from another thread: a call blocked on it (a claim's long poll, an upload)
-    returns at once with a TransportError, and ingest sees the disconnect."""
-    conn = client._conn  # the agent owns its clients; Client has no abort of its own
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)

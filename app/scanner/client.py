@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import ssl
 import urllib.parse
 from typing import Any
@@ -52,6 +54,15 @@ class Client:
             self._conn.sock.settimeout(timeout)
         self._conn.timeout = timeout
         return self._conn
+
+    def abort(self) -> None:
+        """Cut the connection from another thread: a call blocked on it (a claim's long poll, an upload) returns
+        at once with a TransportError, and ingest sees the disconnect."""
+        conn = self._conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._conn is not None:
