@@ -82,6 +82,22 @@ def table_fingerprints(server: PostgresServer, dbname: str) -> dict[str, tuple[i
     return out
 
 
+def set_aside_restore_event(server: PostgresServer, config_db: str, backup_id: str,
+                            before: dict[str, tuple[int, str]]) -> None:
+    """A restore records its own `backup_restored` event in the restored config database: check it names the
+    backup, then remove it and set the events sequence back, so the rest compares exactly with `before`
+    (the config database's fingerprints at backup time)."""
+    with psycopg.connect(server.dsn(config_db), autocommit=True) as conn:
+        own = conn.execute("DELETE FROM events WHERE class = 'backup_restored' RETURNING details->>'backup_id'"
+                           ).fetchall()
+        last_id = before["sequence:events_id_seq"][0]
+        if last_id > 0:
+            conn.execute("SELECT setval('events_id_seq', %s)", (last_id,))
+        else:  # never used at backup time
+            conn.execute("SELECT setval('events_id_seq', 1, false)")
+    assert own == [(backup_id,)], own
+
+
 def database_identity(server: PostgresServer, names: dict[str, str]) -> dict[str, int]:
     """pg_database oids: a database that was dropped and recreated gets a new one."""
     with psycopg.connect(server.dsn()) as conn:

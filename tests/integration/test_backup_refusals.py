@@ -25,6 +25,7 @@ from tests.integration.backup_support import (
     database_identity,
     fill_jobs_and_results,
     make_kit,
+    set_aside_restore_event,
     settings_db_names,
     table_fingerprints,
 )
@@ -136,4 +137,5 @@ def test_damaged_forged_or_incompatible_backups_are_refused_before_any_database_
 
     # The good backup still restores: the refusals were about the damage, not the setup.
     asyncio.run(service.restore_backup(settings, good, kit.identity))
+    set_aside_restore_event(pg, names["config"], good, fingerprints["config"])
     assert {k: table_fingerprints(pg, v) for k, v in names.items()} == fingerprints
