@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from tests.integration.test_scanner_support import (
     FAST_SCANNER,
+    AcceptAll,
     IngestEnv,
     agent_config,
     agent_enrol,
@@ -32,29 +31,6 @@ SLOW = {"rate": 80, "timeout_ms": 500, "banner": False, "tls": False}
 LONG_LEASE = {**FAST_SCANNER, "lease_seconds": 600.0}
 
 
-class Listeners:
-    """Wildcard listeners on ports of our own: every address of NET answers on them."""
-
-    def __init__(self, count: int) -> None:
-        self.socks = [socket.create_server(("0.0.0.0", 0), backlog=1024) for _ in range(count)]
-        for s in self.socks:
-            threading.Thread(target=self._loop, args=(s,), daemon=True).start()
-        self.ports = sorted(s.getsockname()[1] for s in self.socks)
-
-    @staticmethod
-    def _loop(sock: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
-
-
 @pytest.fixture()
 def env(pg: PostgresServer, tmp_path: Path) -> Iterator[IngestEnv]:
     with ingest_env(pg, tmp_path, scanner=LONG_LEASE) as e:
@@ -62,8 +38,8 @@ def env(pg: PostgresServer, tmp_path: Path) -> Iterator[IngestEnv]:
 
 
 @pytest.fixture()
-def listeners() -> Iterator[Listeners]:
-    found = Listeners(4)
+def listeners() -> Iterator[AcceptAll]:
+    found = AcceptAll(4)
     yield found
     found.close()
 
@@ -109,7 +85,7 @@ def _check_results(env: IngestEnv, job_id: int, ports: list[int]) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "forked-workers"])
 def test_sigterm_mid_job_releases_the_lease_and_a_restart_completes_it(
-        env: IngestEnv, listeners: Listeners, workers: int) -> None:
+        env: IngestEnv, listeners: AcceptAll, workers: int) -> None:
     scanner_id, config, job_id = _start_mid_job(env, "stopper", listeners.ports, workers)
     # In a session of its own, so SIGTERM can go to the whole group, as systemd stops a unit (its workers too).
     with running_agent(env, config, argv_prefix=("setsid",)) as agent:
@@ -135,7 +111,7 @@ def test_sigterm_mid_job_releases_the_lease_and_a_restart_completes_it(
     _check_results(env, job_id, listeners.ports)
 
 
-def test_sigkill_mid_job_is_released_at_the_next_start(env: IngestEnv, listeners: Listeners) -> None:
+def test_sigkill_mid_job_is_released_at_the_next_start(env: IngestEnv, listeners: AcceptAll) -> None:
     scanner_id, config, job_id = _start_mid_job(env, "crasher", listeners.ports)
     with running_agent(env, config) as agent:
         wait_until(lambda: _ledger(env, job_id) >= 2, 60, "the first batches", interval=0.1)
@@ -165,7 +141,7 @@ def _under_lease(env: IngestEnv, job_id: int, lease: int) -> set[int]:
                                                     " WHERE job_id = %s AND lease_token = %s", (job_id, lease))}
 
 
-def test_after_a_crash_spooled_batches_are_sent_before_the_release(env: IngestEnv, listeners: Listeners) -> None:
+def test_after_a_crash_spooled_batches_are_sent_before_the_release(env: IngestEnv, listeners: AcceptAll) -> None:
     """Batches spooled while ingest was down are sent under the old lease at start, and only then is the
     lease released (after the release they would be refused as stale)."""
     _scanner_id, config, job_id = _start_mid_job(env, "spooler", listeners.ports)

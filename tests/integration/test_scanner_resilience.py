@@ -5,47 +5,26 @@ afterwards the stored results equal the expected set exactly, counted row by row
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_scanner_support import IngestEnv, agent_config, agent_enrol, ingest_env, running_agent
+from tests.integration.test_scanner_support import (
+    AcceptAll,
+    IngestEnv,
+    agent_config,
+    agent_enrol,
+    ingest_env,
+    running_agent,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until
 
 FIRST, LAST = "127.78.0.0", "127.78.3.255"   # 1,024 loopback addresses of our own
 LISTENERS = 20                               # x 20 ports = 20,480 open results
-
-
-class AcceptAll:
-    """Wildcard listeners that accept and drop: every address of FIRST-LAST answers on these ports."""
-
-    def __init__(self, count: int) -> None:
-        self.socks = []
-        for _ in range(count):
-            # 0.0.0.0 so one socket answers on all 1,024 loopback addresses; only the test's own ports.
-            s = socket.create_server(("0.0.0.0", 0), backlog=4096)
-            self.socks.append(s)
-            threading.Thread(target=self._loop, args=(s,), daemon=True).start()
-        self.ports = sorted(s.getsockname()[1] for s in self.socks)
-
-    @staticmethod
-    def _loop(sock: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def close(self) -> None:
-        for s in self.socks:
-            s.close()
 
 
 @contextlib.contextmanager

@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +141,30 @@ class IngestProcess:
             stop_process(self.proc)
 
 
+class AcceptAll:
+    """Wildcard listeners on ports of our own that accept and drop: every loopback address answers on them
+    (0.0.0.0, so one socket serves all the addresses a test scans; deep backlogs for fast scans)."""
+
+    def __init__(self, count: int, backlog: int = 4096) -> None:
+        self.socks = [socket.create_server(("0.0.0.0", 0), backlog=backlog) for _ in range(count)]
+        for s in self.socks:
+            threading.Thread(target=self._loop, args=(s,), daemon=True).start()
+        self.ports = sorted(s.getsockname()[1] for s in self.socks)
+
+    @staticmethod
+    def _loop(sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
 @contextlib.contextmanager
 def ingest_env(pg: PostgresServer, tmp: Path, **overrides: object) -> Iterator[IngestEnv]:
     """Fresh migrated databases and a real ingest process (`python -m app serve ingest`) on loopback."""
@@ -198,4 +224,5 @@ def running_agent(env: IngestEnv, config: Path, argv_prefix: tuple[str, ...] = (
         log.close()
 
 
-__all__ = ["FAST_SCANNER", "IngestEnv", "agent_config", "agent_enrol", "ingest_env", "running_agent", "sys"]
+__all__ = ["FAST_SCANNER", "AcceptAll", "IngestEnv", "agent_config", "agent_enrol", "ingest_env", "running_agent",
+           "sys"]
